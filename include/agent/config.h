@@ -1,0 +1,78 @@
+/* Agent configuration: an INI file, validated as a whole.
+ *
+ * The keys, their types, defaults and bounds live in one table in
+ * config.c. Secrets (password, key passphrase) are never part of the
+ * config text; the config names files that hold them, and config_load()
+ * reads those files. */
+#ifndef AGENT_CONFIG_H
+#define AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent/error.h"
+#include "agent/log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/rossum-sftp-agent/agent.conf"
+#define CONFIG_MAX_PATTERNS 32
+
+enum on_success { ON_SUCCESS_MOVE, ON_SUCCESS_DELETE, ON_SUCCESS_KEEP };
+
+struct config {
+  char *path; /* the file this was loaded from */
+
+  /* [server] */
+  char *host;
+  int port;
+  char *user;
+  char *private_key;     /* path, or NULL */
+  char *passphrase_file; /* path, or NULL */
+  char *password_file;   /* path, or NULL */
+  char *known_hosts;     /* path, or NULL */
+  char *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints, or NULL */
+  int timeout;           /* seconds without progress before an operation fails */
+
+  /* Secrets read from passphrase_file and password_file, or NULL. They are
+   * wiped by config_free(). */
+  char *passphrase;
+  char *password;
+
+  /* [remote] */
+  char *inbox;   /* absolute, without trailing slash (except "/") */
+  char *archive; /* absolute */
+  char *error;   /* absolute */
+  char *include[CONFIG_MAX_PATTERNS]; /* fnmatch patterns on the base name */
+  size_t include_count;
+  char *exclude[CONFIG_MAX_PATTERNS];
+  size_t exclude_count;
+  int stable_seconds;
+  bool recursive;
+  int max_files_per_poll; /* 0 means no limit */
+  char *archive_layout;   /* strftime pattern for UTC date folders, or NULL */
+  enum on_success on_success;
+
+  /* [local] */
+  char *state_dir;
+  char *output_dir;
+
+  /* [agent] */
+  int poll_interval;
+  enum log_level log_level;
+};
+
+/* Load and validate the config at path, then read the secret files it
+ * names. On success stores a new config in *out, which the caller frees
+ * with config_free(). On failure returns AG_ECONFIG (or AG_ENOMEM) with a
+ * message that names the file, the line when there is one, and the fix. */
+enum ag_code config_load(const char *path, struct config **out,
+                         struct ag_error *err);
+
+/* Free a config, wiping its secrets first. Accepts NULL. */
+void config_free(struct config *config);
+
+/* Return whether a remote base name is selected by include and not
+ * rejected by exclude. A config with no include patterns selects every
+ * name. */
+bool config_name_selected(const struct config *config, const char *name);
+
+#endif

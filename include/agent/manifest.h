@@ -1,0 +1,92 @@
+/* The manifest: what the agent has done with each remote file, in LMDB.
+ *
+ * The key is the file's path relative to the inbox, in the raw bytes the
+ * server sent. Every write is one committed, synced LMDB transaction, so a
+ * record on disk always describes a step that has already happened.
+ *
+ * A second table maps the SHA-256 of every delivered version to the key
+ * it was delivered under, so an identical re-upload is recognised even
+ * after its record was replaced.
+ *
+ * The state folder also holds a marker (agent-id) written once the
+ * manifest exists. A marker without a readable manifest means the
+ * manifest was lost, and manifest_open() refuses to start afresh. */
+#ifndef AGENT_MANIFEST_H
+#define AGENT_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/error.h"
+
+enum manifest_state {
+  MANIFEST_SEEN = 1,  /* listed and stable; processing has started */
+  MANIFEST_DELIVERED, /* output published; remote move still to do */
+  MANIFEST_ARCHIVED,  /* moved, deleted or kept as configured: done */
+  MANIFEST_FAILED     /* moved to the error folder with a reason */
+};
+
+struct manifest_record {
+  enum manifest_state state;
+  uint64_t size;       /* remote size when taken */
+  int64_t mtime;       /* remote mtime when taken, Unix seconds */
+  char sha256[65];     /* lowercase hex of the content, "" if not known */
+  char format[8];      /* "xml", "csv", "json", or "" */
+  char *output;        /* output file name in output_dir, or NULL */
+  char *archive_path;  /* remote path it was (or is being) moved to */
+  char *reason;        /* why it failed, or NULL */
+  int64_t first_seen;  /* wall clock, Unix seconds */
+  int64_t updated;     /* wall clock of the last change */
+  uint32_t attempts;   /* how many times processing was started */
+};
+
+struct manifest;
+
+/* Open or create the manifest in state_dir (which must exist).
+ * Errors: AG_ESTATELOST when state_dir has the marker but the manifest is
+ * missing or unreadable (the message names both ways out), AG_ESTATE for
+ * other LMDB failures. */
+enum ag_code manifest_open(const char *state_dir, struct manifest **out,
+                           struct ag_error *err);
+
+/* Close the manifest. Accepts NULL. */
+void manifest_close(struct manifest *manifest);
+
+/* Look up key. Sets *found and, when found, fills record; the caller frees
+ * it with manifest_record_clear(). */
+enum ag_code manifest_get(struct manifest *manifest, const void *key,
+                          size_t key_len, struct manifest_record *record,
+                          bool *found, struct ag_error *err);
+
+/* Store record under key (replacing any earlier record) in one durable
+ * transaction. When record->state is MANIFEST_DELIVERED and sha256 is set,
+ * the same transaction adds the hash to the delivered-versions table. The
+ * map grows when it is full. */
+enum ag_code manifest_put(struct manifest *manifest, const void *key,
+                          size_t key_len, const struct manifest_record *record,
+                          struct ag_error *err);
+
+/* Look up a delivered version by its SHA-256 hex. Sets *found. When found
+ * and key_out is not NULL, stores a malloc'd copy of the key it was
+ * delivered under (NUL-terminated) in *key_out. */
+enum ag_code manifest_find_delivered(struct manifest *manifest,
+                                     const char *sha256, bool *found,
+                                     char **key_out, struct ag_error *err);
+
+/* Called for each record in key order. Return AG_OK to go on. */
+typedef enum ag_code (*manifest_each_fn)(void *ctx, const void *key,
+                                         size_t key_len,
+                                         const struct manifest_record *record);
+
+/* Call fn for each record, inside one read transaction. */
+enum ag_code manifest_foreach(struct manifest *manifest, manifest_each_fn fn,
+                              void *ctx, struct ag_error *err);
+
+/* Free the strings of a record and reset it to zeros. */
+void manifest_record_clear(struct manifest_record *record);
+
+/* Return the lowercase name of a state ("seen", "delivered", ...). */
+const char *manifest_state_name(enum manifest_state state);
+
+#endif

@@ -1,0 +1,61 @@
+/* Operating-system services behind one interface.
+ *
+ * src/posix/ and src/win/ each implement this header; CMake builds one of
+ * them. Paths are UTF-8 on every platform. */
+#ifndef AGENT_PLATFORM_H
+#define AGENT_PLATFORM_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "agent/error.h"
+
+/* Milliseconds from an arbitrary start that never jumps backwards. */
+int64_t plat_monotonic_ms(void);
+
+/* Seconds since the Unix epoch, wall clock. */
+int64_t plat_wall_time(void);
+
+/* Sleep for ms milliseconds. */
+void plat_sleep_ms(int64_t ms);
+
+/* Create dir and its missing parents with owner-only permissions (0700 on
+ * POSIX). An existing folder is fine. */
+enum ag_code plat_mkdirs(const char *dir, struct ag_error *err);
+
+/* Return 1 if path exists, 0 if not, and -1 on any other error. */
+int plat_exists(const char *path);
+
+/* Open a new file for writing in dir with a unique name starting with
+ * prefix. Stores the full path in path_out (malloc'd, caller frees). The
+ * file is created exclusively with owner-only permissions. */
+enum ag_code plat_create_temp(const char *dir, const char *prefix,
+                              FILE **file_out, char **path_out,
+                              struct ag_error *err);
+
+/* Flush stdio buffers, fsync and close file. The file is closed in every
+ * case. What is reported names path. */
+enum ag_code plat_sync_close(FILE *file, const char *path,
+                             struct ag_error *err);
+
+/* Rename from onto to, replacing to if it exists, then make the rename
+ * durable by syncing the folder that contains to. */
+enum ag_code plat_replace(const char *from, const char *to,
+                          struct ag_error *err);
+
+/* Remove a file; a missing file is not an error. */
+void plat_remove(const char *path);
+
+/* An exclusive lock on a file, held until plat_unlock() or process exit. */
+struct plat_lock;
+
+/* Take the lock on path without waiting, writing this process's id into
+ * the file. If another process holds it, returns AG_ELOCKED with a message
+ * that names the holder's process id. */
+enum ag_code plat_lock(const char *path, struct plat_lock **lock_out,
+                       struct ag_error *err);
+
+/* Release and free a lock. Accepts NULL. */
+void plat_unlock(struct plat_lock *lock);
+
+#endif

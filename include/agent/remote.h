@@ -1,0 +1,106 @@
+/* SFTP access to the export server through libssh2.
+ *
+ * A struct remote is one authenticated SSH session with one SFTP channel.
+ * remote_connect() always verifies the server's host key, against
+ * known_hosts or a pinned SHA-256 fingerprint, before it authenticates.
+ * Remote paths are raw bytes as the server sent them (NUL-terminated,
+ * since SFTP names cannot contain NUL); they are never reinterpreted. */
+#ifndef AGENT_REMOTE_H
+#define AGENT_REMOTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/config.h"
+#include "agent/error.h"
+
+struct remote;
+
+enum remote_kind {
+  REMOTE_FILE,    /* regular file */
+  REMOTE_DIR,     /* folder */
+  REMOTE_SYMLINK, /* symbolic link; never followed */
+  REMOTE_OTHER    /* device, socket, or a kind the server did not report */
+};
+
+struct remote_entry {
+  const char *rel; /* path relative to the listed folder, '/'-separated */
+  size_t rel_len;
+  enum remote_kind kind;
+  uint64_t size;
+  int64_t mtime; /* seconds since the Unix epoch */
+};
+
+/* Called for each listed entry. entry and its strings are valid only
+ * during the call. Return AG_OK to go on; any other code stops the
+ * listing and is returned by remote_list(). */
+typedef enum ag_code (*remote_list_fn)(void *ctx,
+                                       const struct remote_entry *entry);
+
+/* Called with each block of downloaded data, in order. */
+typedef enum ag_code (*remote_data_fn)(void *ctx, const void *data,
+                                       size_t len, struct ag_error *err);
+
+/* Connect to the server in config, verify its host key, authenticate and
+ * open the SFTP channel. On success stores the session in *out.
+ * Errors: AG_ECONNECT (resolve, TCP or handshake; the message names
+ * host:port), AG_EHOSTKEY (unknown or changed key; the message gives the
+ * presented fingerprint and, for a changed key, the expected one),
+ * AG_EAUTH (every configured method was rejected), AG_ETIMEDOUT. */
+enum ag_code remote_connect(const struct config *config, struct remote **out,
+                            struct ag_error *err);
+
+/* Close the session and free it. Accepts NULL. */
+void remote_close(struct remote *remote);
+
+/* Return the verified host key's fingerprint ("SHA256:<base64>") and its
+ * type name ("ssh-ed25519", ...). Valid while remote is open. */
+const char *remote_host_key_fingerprint(const struct remote *remote);
+const char *remote_host_key_type(const struct remote *remote);
+
+/* List dir. With recursive, walk its subfolders depth first, reporting
+ * each file under its path relative to dir; folders whose absolute path
+ * equals one of skip[0..skip_count) are neither reported nor entered.
+ * Without recursive, subfolders are reported as REMOTE_DIR entries and not
+ * entered. "." and ".." are never reported. Symbolic links are reported as
+ * REMOTE_SYMLINK and never followed. */
+enum ag_code remote_list(struct remote *remote, const char *dir,
+                         bool recursive, const char *const *skip,
+                         size_t skip_count, remote_list_fn fn, void *ctx,
+                         struct ag_error *err);
+
+/* Stat path without following a final symlink. entry->rel is set to NULL.
+ * Returns AG_ENOENT when path does not exist. */
+enum ag_code remote_stat(struct remote *remote, const char *path,
+                         struct remote_entry *entry, struct ag_error *err);
+
+/* Download path, passing each block to fn. Fails with AG_ECHANGED when the
+ * number of bytes read differs from expect_size, or when the file's size
+ * or mtime differ from the expected values once the read is done, and
+ * with AG_ENOENT when the file is gone. */
+enum ag_code remote_download(struct remote *remote, const char *path,
+                             uint64_t expect_size, int64_t expect_mtime,
+                             remote_data_fn fn, void *ctx,
+                             struct ag_error *err);
+
+/* Rename from to to. Never replaces an existing file: returns AG_EEXIST
+ * when to exists. */
+enum ag_code remote_rename(struct remote *remote, const char *from,
+                           const char *to, struct ag_error *err);
+
+/* Delete a file. Returns AG_ENOENT when it does not exist. */
+enum ag_code remote_unlink(struct remote *remote, const char *path,
+                           struct ag_error *err);
+
+/* Create dir and its missing parents. An existing folder is fine. */
+enum ag_code remote_mkdirs(struct remote *remote, const char *dir,
+                           struct ag_error *err);
+
+/* Create a new file at path holding data. Returns AG_EEXIST when path
+ * exists; the existing file is left as it is. */
+enum ag_code remote_write_new(struct remote *remote, const char *path,
+                              const void *data, size_t len,
+                              struct ag_error *err);
+
+#endif
