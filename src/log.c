@@ -44,16 +44,17 @@ void log_msg(enum log_level level, const char *format, ...)
   struct timespec now;
   struct tm utc;
   if (clock_gettime(CLOCK_REALTIME, &now) == 0 &&
-      gmtime_r(&now.tv_sec, &utc) != NULL)
-    snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-             utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
-             utc.tm_min, utc.tm_sec, now.tv_nsec / 1000000);
+      gmtime_r(&now.tv_sec, &utc) != NULL) {
+    size_t len = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf(stamp + len, sizeof(stamp) - len, ".%03dZ",
+             (int)(now.tv_nsec / 1000000));
+  }
 
   /* One buffer and one write per line keeps lines whole when several
    * processes share stderr. */
   char line[4096];
-  int prefix = snprintf(line, sizeof(line), "%s %s: ", stamp,
-                        level_names[level]);
+  int prefix =
+      snprintf(line, sizeof(line), "%s %s: ", stamp, level_names[level]);
   va_list args;
   va_start(args, format);
   vsnprintf(line + prefix, sizeof(line) - (size_t)prefix - 1, format, args);

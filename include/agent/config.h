@@ -29,8 +29,9 @@ struct config {
   char *passphrase_file; /* path, or NULL */
   char *password_file;   /* path, or NULL */
   char *known_hosts;     /* path, or NULL */
-  char *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints, or NULL */
-  int timeout;           /* seconds without progress before an operation fails */
+  char
+      *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints, or NULL */
+  int timeout;          /* seconds without progress before an operation fails */
 
   /* Secrets read from passphrase_file and password_file, or NULL. They are
    * wiped by config_free(). */

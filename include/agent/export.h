@@ -18,8 +18,7 @@ enum export_format { EXPORT_UNKNOWN, EXPORT_XML, EXPORT_CSV };
 struct export_sink {
   /* Called once, before any item, with the name of the item list:
    * "annotations" for XML, "records" for CSV. */
-  enum ag_code (*begin)(void *ctx, const char *list_name,
-                        struct ag_error *err);
+  enum ag_code (*begin)(void *ctx, const char *list_name, struct ag_error *err);
   /* Called for each item. item is borrowed: take a reference to keep it. */
   enum ag_code (*item)(void *ctx, json_t *item, struct ag_error *err);
   void *ctx;
@@ -34,7 +33,7 @@ const char *export_format_name(enum export_format format);
 
 /* Parse the Rossum XML export at path. Each annotation object has the
  * keys id, url, status, arrived_at, exported_at, file_name, document_url,
- * modifier, automated, fields, tables and metadata (docs/output.md).
+ * modifier, automated, fields, tables and metadata (docs/formats.md).
  * The parser loads no DTD, substitutes no entities and opens no network
  * connection. */
 enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,

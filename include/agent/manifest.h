@@ -21,40 +21,50 @@
 #include "agent/error.h"
 
 enum manifest_state {
-  MANIFEST_SEEN = 1,  /* listed and stable; processing has started */
-  MANIFEST_DELIVERED, /* output published; remote move still to do */
-  MANIFEST_ARCHIVED,  /* moved, deleted or kept as configured: done */
-  MANIFEST_FAILED     /* moved to the error folder with a reason */
+  MANIFEST_SEEN = 1,   /* listed and stable; processing has started */
+  MANIFEST_DOWNLOADED, /* content downloaded and hashed (sha256 set) */
+  MANIFEST_DELIVERED,  /* output published; remote move still to do */
+  MANIFEST_ARCHIVED,   /* moved, deleted or kept as configured: done */
+  MANIFEST_FAILED      /* moved to the error folder with a reason */
 };
+
+/* Size of an array indexed by enum manifest_state, where index 0 is unused. */
+#define MANIFEST_STATE_COUNT (MANIFEST_FAILED + 1)
 
 struct manifest_record {
   enum manifest_state state;
-  uint64_t size;       /* remote size when taken */
-  int64_t mtime;       /* remote mtime when taken, Unix seconds */
-  char sha256[65];     /* lowercase hex of the content, "" if not known */
-  char format[8];      /* "xml", "csv", "json", or "" */
-  char *output;        /* output file name in output_dir, or NULL */
-  char *archive_path;  /* remote path it was (or is being) moved to */
-  char *reason;        /* why it failed, or NULL */
-  int64_t first_seen;  /* wall clock, Unix seconds */
-  int64_t updated;     /* wall clock of the last change */
-  uint32_t attempts;   /* how many times processing was started */
+  uint64_t size;      /* remote size when taken */
+  int64_t mtime;      /* remote mtime when taken, Unix seconds */
+  char sha256[65];    /* lowercase hex of the content, "" if not known */
+  char format[8];     /* "xml", "csv", "json", or "" */
+  char *output;       /* output file name in output_dir, or NULL */
+  char *archive_path; /* remote path it was (or is being) moved to */
+  char *reason;       /* why it failed, or NULL */
+  int64_t first_seen; /* wall clock, Unix seconds */
+  int64_t updated;    /* wall clock of the last change */
+  uint32_t attempts;  /* how many times processing was started */
 };
 
 struct manifest;
 
-/* Open or create the manifest in state_dir (which must exist).
- * Errors: AG_ESTATELOST when state_dir has the marker but the manifest is
- * missing or unreadable (the message names both ways out), AG_ESTATE for
- * other LMDB failures. */
+/* Open or create the manifest in state_dir (which must exist), and write
+ * the marker if it is missing. Errors: AG_ESTATELOST when state_dir has the
+ * marker but the manifest is missing or unreadable (the message names both
+ * ways out), AG_ELOCAL when the marker cannot be read or written, AG_ESTATE
+ * for other LMDB failures. */
 enum ag_code manifest_open(const char *state_dir, struct manifest **out,
                            struct ag_error *err);
 
 /* Close the manifest. Accepts NULL. */
 void manifest_close(struct manifest *manifest);
 
+/* Longest key, in bytes: LMDB's default maximum key size. */
+#define MANIFEST_KEY_MAX 511
+
 /* Look up key. Sets *found and, when found, fills record; the caller frees
- * it with manifest_record_clear(). */
+ * it with manifest_record_clear(). Keys are 1 to 511 bytes, LMDB's maximum
+ * key size, and other lengths give AG_ESTATE, also in manifest_put(). A
+ * stored record that cannot be decoded gives AG_ESTATE naming the key. */
 enum ag_code manifest_get(struct manifest *manifest, const void *key,
                           size_t key_len, struct manifest_record *record,
                           bool *found, struct ag_error *err);
@@ -62,7 +72,8 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
 /* Store record under key (replacing any earlier record) in one durable
  * transaction. When record->state is MANIFEST_DELIVERED and sha256 is set,
  * the same transaction adds the hash to the delivered-versions table. The
- * map grows when it is full. */
+ * map grows when it is full, up to 1 GiB, and beyond that the put fails
+ * with AG_ESTATE. */
 enum ag_code manifest_put(struct manifest *manifest, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           struct ag_error *err);
@@ -79,7 +90,10 @@ typedef enum ag_code (*manifest_each_fn)(void *ctx, const void *key,
                                          size_t key_len,
                                          const struct manifest_record *record);
 
-/* Call fn for each record, inside one read transaction. */
+/* Call fn for each record, inside one read transaction. fn must not call
+ * other manifest functions, because LMDB allows one transaction per thread.
+ * A code other than AG_OK from fn stops the walk and is returned without
+ * touching err. */
 enum ag_code manifest_foreach(struct manifest *manifest, manifest_each_fn fn,
                               void *ctx, struct ag_error *err);
 
@@ -88,5 +102,16 @@ void manifest_record_clear(struct manifest_record *record);
 
 /* Return the lowercase name of a state ("seen", "delivered", ...). */
 const char *manifest_state_name(enum manifest_state state);
+
+/* Return the agent id: 32 lowercase hex digits, stored in the marker. The
+ * string belongs to the manifest and is valid until manifest_close(). */
+const char *manifest_agent_id(const struct manifest *manifest);
+
+/* Count the records in each state, for the status command. counts is
+ * indexed by enum manifest_state, and counts[0] is set to 0. Errors as for
+ * manifest_foreach(). */
+enum ag_code manifest_counts(struct manifest *manifest,
+                             size_t counts[MANIFEST_STATE_COUNT],
+                             struct ag_error *err);
 
 #endif

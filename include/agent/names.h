@@ -19,16 +19,19 @@
  * reversible. It applies to '/', '\\', ':', '*', '?', '"', '<', '>', '|',
  * '%', control characters, DEL, bytes that are not valid UTF-8, a leading
  * '.', a trailing '.' or ' ' of the whole name, and the first character of
- * a name whose part before the first '.' is reserved on Windows (CON, PRN,
- * AUX, NUL, COM0-COM9, LPT0-LPT9, any case). Valid non-ASCII UTF-8 is kept.
+ * a name whose part before the first '.', without trailing spaces, is
+ * reserved on Windows (CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9, and COM or
+ * LPT followed by a superscript 1, 2 or 3, in any case). Valid non-ASCII
+ * UTF-8 is kept.
  * A result longer than 200 bytes (before the suffix) is cut at a character
  * boundary and gets the first 16 hex digits of the SHA-256 of the full
  * relative path appended, so it stays unique. */
 char *names_local_file(const void *rel, size_t rel_len, const char *suffix);
 
 /* Return a malloc'd UTF-8 copy of name in which every byte that is not
- * part of valid UTF-8 is written as '%' and two uppercase hex digits.
- * Valid input is copied unchanged. Returns NULL when out of memory. */
+ * part of valid UTF-8, and every NUL byte, is written as '%' and two
+ * uppercase hex digits. Other input is copied unchanged. Returns NULL when
+ * out of memory. */
 char *names_display(const void *name, size_t len);
 
 /* Return a malloc'd standard base64 (RFC 4648, with padding) encoding of
@@ -36,8 +39,8 @@ char *names_display(const void *name, size_t len);
 char *names_base64(const void *data, size_t len);
 
 /* Return whether a path relative to the inbox is safe to use as a remote
- * path below another folder: not empty, not absolute, and with no "." or
- * ".." component and no empty component. */
+ * path below another folder: not empty, not absolute, with no "." or ".."
+ * component, no empty component and no NUL byte. */
 bool names_remote_relative_ok(const void *rel, size_t rel_len);
 
 #endif

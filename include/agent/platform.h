@@ -19,8 +19,9 @@ int64_t plat_wall_time(void);
 /* Sleep for ms milliseconds. */
 void plat_sleep_ms(int64_t ms);
 
-/* Create dir and its missing parents with owner-only permissions (0700 on
- * POSIX). An existing folder is fine. */
+/* Create dir and its missing parents, readable by the owner's group (0750
+ * on POSIX) so that a target system in that group can read the outputs.
+ * An existing folder is fine and keeps its permissions. */
 enum ag_code plat_mkdirs(const char *dir, struct ag_error *err);
 
 /* Return 1 if path exists, 0 if not, and -1 on any other error. */
@@ -33,8 +34,13 @@ enum ag_code plat_create_temp(const char *dir, const char *prefix,
                               FILE **file_out, char **path_out,
                               struct ag_error *err);
 
+/* Let the owner's group read file (0640 on POSIX), for outputs that a
+ * target system in that group collects. */
+enum ag_code plat_share_with_group(FILE *file, const char *path,
+                                   struct ag_error *err);
+
 /* Flush stdio buffers, fsync and close file. The file is closed in every
- * case. What is reported names path. */
+ * case. Error messages name path. */
 enum ag_code plat_sync_close(FILE *file, const char *path,
                              struct ag_error *err);
 
@@ -45,6 +51,21 @@ enum ag_code plat_replace(const char *from, const char *to,
 
 /* Remove a file; a missing file is not an error. */
 void plat_remove(const char *path);
+
+/* Read a secret (password or passphrase) from the first line of path,
+ * without its line ending, into a malloc'd string stored in *secret_out.
+ * Rejects a file that other users can read or write (POSIX mode bits),
+ * an empty secret and one longer than 4096 bytes. Error: AG_ECONFIG,
+ * naming the file but never its content. */
+enum ag_code plat_read_secret(const char *path, char **secret_out,
+                              struct ag_error *err);
+
+/* Overwrite len bytes at p with zeros in a way the compiler keeps. */
+void plat_wipe(void *p, size_t len);
+
+/* Return whether name matches the shell wildcard pattern ('*', '?' and
+ * bracket expressions), with no special meaning for '/' or a leading '.'. */
+int plat_glob_match(const char *pattern, const char *name);
 
 /* An exclusive lock on a file, held until plat_unlock() or process exit. */
 struct plat_lock;

@@ -39,8 +39,8 @@ typedef enum ag_code (*remote_list_fn)(void *ctx,
                                        const struct remote_entry *entry);
 
 /* Called with each block of downloaded data, in order. */
-typedef enum ag_code (*remote_data_fn)(void *ctx, const void *data,
-                                       size_t len, struct ag_error *err);
+typedef enum ag_code (*remote_data_fn)(void *ctx, const void *data, size_t len,
+                                       struct ag_error *err);
 
 /* Connect to the server in config, verify its host key, authenticate and
  * open the SFTP channel. On success stores the session in *out.
@@ -65,10 +65,9 @@ const char *remote_host_key_type(const struct remote *remote);
  * Without recursive, subfolders are reported as REMOTE_DIR entries and not
  * entered. "." and ".." are never reported. Symbolic links are reported as
  * REMOTE_SYMLINK and never followed. */
-enum ag_code remote_list(struct remote *remote, const char *dir,
-                         bool recursive, const char *const *skip,
-                         size_t skip_count, remote_list_fn fn, void *ctx,
-                         struct ag_error *err);
+enum ag_code remote_list(struct remote *remote, const char *dir, bool recursive,
+                         const char *const *skip, size_t skip_count,
+                         remote_list_fn fn, void *ctx, struct ag_error *err);
 
 /* Stat path without following a final symlink. entry->rel is set to NULL.
  * Returns AG_ENOENT when path does not exist. */

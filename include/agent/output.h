@@ -1,0 +1,56 @@
+/* The JSON output document, written once per source file and published
+ * atomically into the output folder.
+ *
+ * While it is written the document is a temporary file named
+ * ".incoming.XXXXXX.tmp" in the output folder; a reader must ignore dot
+ * files and *.tmp. output_commit() syncs it and renames it into place, so
+ * a reader sees either nothing or the whole document. */
+#ifndef AGENT_OUTPUT_H
+#define AGENT_OUTPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/error.h"
+#include "agent/export.h"
+
+struct output_source {
+  const char *inbox; /* remote inbox folder */
+  const void *rel;   /* path relative to the inbox, raw bytes */
+  size_t rel_len;
+  uint64_t size;
+  int64_t mtime;      /* Unix seconds */
+  const char *sha256; /* lowercase hex */
+  const char *format; /* "xml", "csv" */
+};
+
+struct output_doc;
+
+/* Start a document in dir for src: create the temporary file and write
+ * the "format_version" and "source" members. On success stores the
+ * document in *out; finish it with output_commit() or output_abort(). */
+enum ag_code output_begin(const char *dir, const struct output_source *src,
+                          struct output_doc **out, struct ag_error *err);
+
+/* Return the sink that a parser writes the document's items into. The
+ * sink belongs to doc. */
+const struct export_sink *output_sink(struct output_doc *doc);
+
+/* Return how many items were written so far. */
+size_t output_item_count(const struct output_doc *doc);
+
+/* Close the item list, sync the file and rename it to dir/final_name,
+ * replacing a file of that name (which, by how names are built, holds the
+ * same content). Frees doc in every case; on failure the temporary file
+ * is removed. */
+enum ag_code output_commit(struct output_doc *doc, const char *final_name,
+                           struct ag_error *err);
+
+/* Remove the temporary file and free doc. Accepts NULL. */
+void output_abort(struct output_doc *doc);
+
+/* Format t (Unix seconds) as "YYYY-MM-DDTHH:MM:SSZ" into out, which must
+ * hold at least 21 bytes. */
+void output_format_time(int64_t t, char *out, size_t out_size);
+
+#endif

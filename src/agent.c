@@ -1,0 +1,367 @@
+/* One pass over the inbox: resume unfinished work, list, wait for files
+ * to settle, then ingest the stable ones oldest first. */
+#include "agent_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/log.h"
+#include "agent/rpath.h"
+
+bool agent_error_is_fatal(enum ag_code code)
+{
+  switch (code) {
+  case AG_ECONNECT:
+  case AG_EHOSTKEY:
+  case AG_EAUTH:
+  case AG_ETIMEDOUT:
+  case AG_ENOMEM:
+  case AG_ELOCAL:
+  case AG_ESTATE:
+  case AG_ESTATELOST:
+  case AG_ELOCKED:
+  case AG_EUSAGE:
+  case AG_ECONFIG:
+    return true;
+  case AG_OK:
+  case AG_EREMOTE:
+  case AG_ENOENT:
+  case AG_EEXIST:
+  case AG_ECHANGED:
+  case AG_EPARSE:
+  case AG_ECODE_COUNT:
+    break;
+  }
+  return false;
+}
+
+static char *join_local(const char *dir, const char *name)
+{
+  size_t size = strlen(dir) + 1 + strlen(name) + 1;
+  char *path = malloc(size);
+
+  if (path != NULL)
+    snprintf(path, size, "%s/%s", dir, name);
+  return path;
+}
+
+enum ag_code agent_open(const struct config *config, struct agent **out,
+                        struct ag_error *err)
+{
+  struct agent *agent = calloc(1, sizeof(*agent));
+  char *lock_path = NULL;
+  enum ag_code code = AG_OK;
+
+  *out = NULL;
+  if (agent == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  agent->config = config;
+  agent->stable = stable_new();
+  agent->download_dir = join_local(config->state_dir, "tmp");
+  lock_path = join_local(config->state_dir, "lock");
+  if (agent->stable == NULL || agent->download_dir == NULL ||
+      lock_path == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+
+  code = plat_mkdirs(config->state_dir, err);
+  if (code == AG_OK)
+    code = plat_lock(lock_path, &agent->lock, err);
+  if (code == AG_OK)
+    code = plat_mkdirs(agent->download_dir, err);
+  if (code == AG_OK)
+    code = plat_mkdirs(config->output_dir, err);
+  if (code == AG_OK)
+    code = manifest_open(config->state_dir, &agent->manifest, err);
+
+out:
+  free(lock_path);
+  if (code != AG_OK) {
+    agent_close(agent);
+    return code;
+  }
+  *out = agent;
+  return AG_OK;
+}
+
+void agent_close(struct agent *agent)
+{
+  if (agent == NULL)
+    return;
+  remote_close(agent->remote);
+  manifest_close(agent->manifest);
+  stable_free(agent->stable);
+  plat_unlock(agent->lock);
+  free(agent->download_dir);
+  free(agent);
+}
+
+/* Records left between two steps by an earlier pass or a crash: a file
+ * that was delivered but not yet moved. */
+struct unfinished {
+  char **keys;
+  size_t *lengths;
+  size_t count;
+  size_t capacity;
+};
+
+static enum ag_code collect_unfinished(void *ctx, const void *key,
+                                       size_t key_len,
+                                       const struct manifest_record *record)
+{
+  struct unfinished *list = ctx;
+
+  if (record->state != MANIFEST_DELIVERED)
+    return AG_OK;
+  if (list->count == list->capacity) {
+    size_t capacity = list->capacity == 0 ? 16 : list->capacity * 2;
+    char **keys = realloc(list->keys, capacity * sizeof(*keys));
+    if (keys == NULL)
+      return AG_ENOMEM;
+    list->keys = keys;
+    size_t *lengths = realloc(list->lengths, capacity * sizeof(*lengths));
+    if (lengths == NULL)
+      return AG_ENOMEM;
+    list->lengths = lengths;
+    list->capacity = capacity;
+  }
+  list->keys[list->count] = strndup(key, key_len);
+  if (list->keys[list->count] == NULL)
+    return AG_ENOMEM;
+  list->lengths[list->count++] = key_len;
+  return AG_OK;
+}
+
+/* Finish the remote step of every delivered file before taking new ones,
+ * so a crash or a refused move never leads to a second delivery. */
+static enum ag_code resume_unfinished(struct agent *agent,
+                                      struct agent_summary *summary,
+                                      struct ag_error *err)
+{
+  struct unfinished list = {0};
+  enum ag_code code =
+      manifest_foreach(agent->manifest, collect_unfinished, &list, err);
+
+  if (code == AG_ENOMEM)
+    ag_error_set(err, code, "out of memory");
+  for (size_t i = 0; i < list.count && code == AG_OK; i++) {
+    struct manifest_record record = {0};
+    bool found = false;
+    code = manifest_get(agent->manifest, list.keys[i], list.lengths[i], &record,
+                        &found, err);
+    if (code == AG_OK && found && record.state == MANIFEST_DELIVERED)
+      code = dispose_delivered(agent, list.keys[i], list.lengths[i], &record,
+                               summary, err);
+    manifest_record_clear(&record);
+  }
+
+  for (size_t i = 0; i < list.count; i++)
+    free(list.keys[i]);
+  free(list.keys);
+  free(list.lengths);
+  return code;
+}
+
+struct listing {
+  struct agent *agent;
+  struct agent_summary *summary;
+  struct candidate *files;
+  size_t count;
+  size_t capacity;
+  int64_t now_ms;
+  struct ag_error *err;
+};
+
+static enum ag_code add_candidate(struct listing *listing,
+                                  const struct remote_entry *entry)
+{
+  if (listing->count == listing->capacity) {
+    size_t capacity = listing->capacity == 0 ? 64 : listing->capacity * 2;
+    struct candidate *files =
+        realloc(listing->files, capacity * sizeof(*files));
+    if (files == NULL)
+      return ag_error_set(listing->err, AG_ENOMEM, "out of memory");
+    listing->files = files;
+    listing->capacity = capacity;
+  }
+  struct candidate *file = &listing->files[listing->count];
+  file->rel = strndup(entry->rel, entry->rel_len);
+  if (file->rel == NULL)
+    return ag_error_set(listing->err, AG_ENOMEM, "out of memory");
+  file->rel_len = entry->rel_len;
+  file->size = entry->size;
+  file->mtime = entry->mtime;
+  listing->count++;
+  return AG_OK;
+}
+
+/* Return whether the manifest says this listed file needs nothing more:
+ * it was delivered and resume_unfinished() owns it, or it is the same
+ * version that the agent finished and left in place (kept after delivery,
+ * or failed on a server where the agent does not move files). With
+ * on_success = move, a finished file never stays in the inbox, so a file
+ * listed under its name is a new upload even with the same size and mtime. */
+static enum ag_code already_handled(struct listing *listing,
+                                    const struct remote_entry *entry,
+                                    bool *handled)
+{
+  struct manifest_record record = {0};
+  bool found = false;
+  enum ag_code code =
+      manifest_get(listing->agent->manifest, entry->rel, entry->rel_len,
+                   &record, &found, listing->err);
+
+  *handled = false;
+  if (code == AG_OK && found) {
+    enum on_success mode = listing->agent->config->on_success;
+    bool same = record.size == entry->size && record.mtime == entry->mtime;
+    bool kept = record.state == MANIFEST_ARCHIVED && mode == ON_SUCCESS_KEEP;
+    bool left = record.state == MANIFEST_FAILED && mode != ON_SUCCESS_MOVE;
+    *handled = record.state == MANIFEST_DELIVERED || (same && (kept || left));
+  }
+  manifest_record_clear(&record);
+  return code;
+}
+
+static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
+{
+  struct listing *listing = ctx;
+  const struct config *config = listing->agent->config;
+  const char *base = entry->rel + rpath_base_offset(entry->rel, entry->rel_len);
+  char shown[512];
+
+  if (entry->kind == REMOTE_DIR || !config_name_selected(config, base))
+    return AG_OK;
+  if (entry->kind != REMOTE_FILE) {
+    listing->summary->skipped++;
+    log_info("skipped '%s': not a regular file",
+             log_escape(shown, sizeof(shown), entry->rel, entry->rel_len));
+    return AG_OK;
+  }
+  if (entry->rel_len > MANIFEST_KEY_MAX) {
+    listing->summary->skipped++;
+    log_error("skipped '%s': its path below the inbox is %zu bytes, more "
+              "than the manifest's limit of %d; rename or move it",
+              log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
+              entry->rel_len, MANIFEST_KEY_MAX);
+    return AG_OK;
+  }
+
+  bool handled = false;
+  enum ag_code code = already_handled(listing, entry, &handled);
+  if (code != AG_OK || handled)
+    return code;
+
+  int stable = stable_observe(
+      listing->agent->stable, entry->rel, entry->rel_len, entry->size,
+      entry->mtime, listing->now_ms, (int64_t)config->stable_seconds * 1000);
+  if (stable < 0)
+    return ag_error_set(listing->err, AG_ENOMEM, "out of memory");
+  if (stable == 0) {
+    listing->summary->settling++;
+    return AG_OK;
+  }
+  return add_candidate(listing, entry);
+}
+
+static void free_listing(struct listing *listing)
+{
+  for (size_t i = 0; i < listing->count; i++)
+    free(listing->files[i].rel);
+  free(listing->files);
+  listing->files = NULL;
+  listing->count = 0;
+  listing->capacity = 0;
+}
+
+static enum ag_code list_inbox(struct agent *agent, struct listing *listing)
+{
+  const struct config *config = agent->config;
+  const char *skip[] = {config->archive, config->error};
+
+  free_listing(listing);
+  listing->summary->settling = 0;
+  listing->summary->skipped = 0;
+  listing->now_ms = plat_monotonic_ms();
+  stable_next_generation(agent->stable);
+  return remote_list(agent->remote, config->inbox, config->recursive, skip, 2,
+                     on_listed, listing, listing->err);
+}
+
+/* Oldest first, then by name, so the order is the same on every run. */
+static int compare_candidates(const void *a, const void *b)
+{
+  const struct candidate *left = a;
+  const struct candidate *right = b;
+
+  if (left->mtime != right->mtime)
+    return left->mtime < right->mtime ? -1 : 1;
+  return strcmp(left->rel, right->rel);
+}
+
+static enum ag_code ensure_connected(struct agent *agent, struct ag_error *err)
+{
+  if (agent->remote != NULL)
+    return AG_OK;
+  return remote_connect(agent->config, &agent->remote, err);
+}
+
+static void log_pass(const struct agent_summary *summary)
+{
+  if (summary->delivered + summary->duplicates + summary->failed +
+          summary->pending + summary->completed ==
+      0)
+    return;
+  log_info("pass done: %zu delivered, %zu duplicates, %zu archived, "
+           "%zu failed, %zu pending, %zu settling, %zu deferred",
+           summary->delivered, summary->duplicates, summary->completed,
+           summary->failed, summary->pending, summary->settling,
+           summary->deferred);
+}
+
+enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
+                        struct ag_error *err)
+{
+  struct listing listing = {.agent = agent, .summary = summary, .err = err};
+  const struct config *config = agent->config;
+  enum ag_code code;
+
+  memset(summary, 0, sizeof(*summary));
+  code = ensure_connected(agent, err);
+  if (code == AG_OK)
+    code = resume_unfinished(agent, summary, err);
+  if (code == AG_OK)
+    code = list_inbox(agent, &listing);
+
+  /* A file seen for the first time is never stable yet; wait once, then
+   * list again and take what held still. */
+  if (code == AG_OK && summary->settling > 0 && config->stable_seconds > 0) {
+    log_info("waiting %d s for %zu files to settle", config->stable_seconds,
+             summary->settling);
+    plat_sleep_ms((int64_t)config->stable_seconds * 1000);
+    code = list_inbox(agent, &listing);
+  }
+  if (code != AG_OK)
+    goto out;
+
+  qsort(listing.files, listing.count, sizeof(*listing.files),
+        compare_candidates);
+  size_t take = listing.count;
+  if (config->max_files_per_poll > 0 &&
+      take > (size_t)config->max_files_per_poll)
+    take = (size_t)config->max_files_per_poll;
+  summary->deferred = listing.count - take;
+
+  for (size_t i = 0; i < take && code == AG_OK; i++)
+    code = ingest_file(agent, &listing.files[i], summary, err);
+
+out:
+  free_listing(&listing);
+  if (code == AG_ECONNECT || code == AG_ETIMEDOUT) {
+    remote_close(agent->remote);
+    agent->remote = NULL;
+  }
+  log_pass(summary);
+  return code;
+}

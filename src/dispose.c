@@ -1,0 +1,325 @@
+/* The remote step after a file was handled: move it to the archive (or
+ * delete or keep it, as configured), or move it to the error folder with a
+ * reason file. A remote file is never overwritten. */
+#include "agent_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/log.h"
+#include "agent/output.h"
+#include "agent/rpath.h"
+
+/* How many distinct names to try before giving up on a move. */
+#define MOVE_NAME_ATTEMPTS 100
+
+char *dispose_archive_target(const struct config *config, const char *rel,
+                             size_t rel_len, int64_t now)
+{
+  char folder[1024];
+  time_t seconds = (time_t)now;
+  struct tm utc;
+
+  snprintf(folder, sizeof(folder), "%s", config->archive);
+  if (config->archive_layout != NULL && gmtime_r(&seconds, &utc) != NULL) {
+    size_t used = strlen(folder);
+    folder[used++] = '/';
+    /* config.c allows only a few date conversions in archive_layout. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    size_t added = strftime(folder + used, sizeof(folder) - used,
+                            config->archive_layout, &utc);
+#pragma GCC diagnostic pop
+    if (added == 0)
+      folder[used - 1] = '\0';
+  }
+  return rpath_join(folder, rel, rel_len);
+}
+
+/* Return target with ".<tag>" or ".<tag>-<attempt>" put before the base
+ * name's extension: "a/x.xml" becomes "a/x.3f2a9c01.xml". */
+static char *alternative_name(const char *target, const char *tag, int attempt)
+{
+  size_t len = strlen(target);
+  size_t base = rpath_base_offset(target, len);
+  const char *dot = strrchr(target + base, '.');
+  size_t stem =
+      dot == NULL || dot == target + base ? len : (size_t)(dot - target);
+  char insert[48];
+  char *name;
+
+  if (attempt == 1)
+    snprintf(insert, sizeof(insert), ".%s", tag);
+  else
+    snprintf(insert, sizeof(insert), ".%s-%d", tag, attempt);
+  name = malloc(len + strlen(insert) + 1);
+  if (name == NULL)
+    return NULL;
+  memcpy(name, target, stem);
+  strcpy(name + stem, insert);
+  strcat(name, target + stem);
+  return name;
+}
+
+static char *parent_of(const char *path)
+{
+  size_t base = rpath_base_offset(path, strlen(path));
+
+  return strndup(path, base > 1 ? base - 1 : 1);
+}
+
+/* Rename from into planned, or into the first free alternative name.
+ * Stores the name used in *final (malloc'd). */
+static enum ag_code move_without_overwrite(struct agent *agent,
+                                           const char *from,
+                                           const char *planned, const char *tag,
+                                           char **final, struct ag_error *err)
+{
+  char *folder = parent_of(planned);
+  enum ag_code code = AG_OK;
+
+  *final = NULL;
+  if (folder == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  code = remote_mkdirs(agent->remote, folder, err);
+  free(folder);
+
+  for (int attempt = 0; code == AG_OK && attempt < MOVE_NAME_ATTEMPTS;
+       attempt++) {
+    char *target = attempt == 0 ? strdup(planned)
+                                : alternative_name(planned, tag, attempt);
+    if (target == NULL)
+      return ag_error_set(err, AG_ENOMEM, "out of memory");
+
+    struct ag_error rename_err = {0};
+    code = remote_rename(agent->remote, from, target, &rename_err);
+    if (code == AG_OK) {
+      *final = target;
+      return AG_OK;
+    }
+    free(target);
+    if (code != AG_EEXIST)
+      return ag_error_set(err, code, "%s", rename_err.message);
+    code = AG_OK;
+  }
+  if (code != AG_OK)
+    return code;
+  return ag_error_set(err, AG_EEXIST,
+                      "'%s' and %d alternative names are all taken", planned,
+                      MOVE_NAME_ATTEMPTS - 1);
+}
+
+static enum ag_code record_done(struct agent *agent, const char *rel,
+                                size_t rel_len, struct manifest_record *record,
+                                enum manifest_state state, struct ag_error *err)
+{
+  record->state = state;
+  record->updated = plat_wall_time();
+  return manifest_put(agent->manifest, rel, rel_len, record, err);
+}
+
+/* After a crash between the move and its record, the source is gone:
+ * if the planned archive file is there, the move happened. */
+static enum ag_code settle_vanished_source(struct agent *agent,
+                                           const char *shown,
+                                           struct manifest_record *record,
+                                           struct ag_error *err)
+{
+  struct remote_entry entry;
+  struct ag_error stat_err = {0};
+  enum ag_code code = AG_OK;
+
+  if (record->archive_path != NULL)
+    code = remote_stat(agent->remote, record->archive_path, &entry, &stat_err);
+  if (code != AG_OK && agent_error_is_fatal(code))
+    return ag_error_set(err, code, "%s", stat_err.message);
+  if (record->archive_path == NULL || code != AG_OK)
+    log_warn("'%s' left the inbox after delivery, before the agent moved "
+             "it; recording it as done",
+             shown);
+  return AG_OK;
+}
+
+/* Carry out on_success for a delivered file. Any error is returned in
+ * err; the caller decides whether it ends the pass. */
+static enum ag_code apply_on_success(struct agent *agent, const char *source,
+                                     const char *shown,
+                                     struct manifest_record *record,
+                                     struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+  char *final = NULL;
+  const char *tag = record->sha256[0] != '\0' ? record->sha256 : "copy";
+  char short_tag[9];
+
+  switch (agent->config->on_success) {
+  case ON_SUCCESS_KEEP:
+    free(record->archive_path);
+    record->archive_path = NULL;
+    return AG_OK;
+  case ON_SUCCESS_DELETE:
+    code = remote_unlink(agent->remote, source, err);
+    break;
+  case ON_SUCCESS_MOVE:
+    snprintf(short_tag, sizeof(short_tag), "%.8s", tag);
+    code = move_without_overwrite(agent, source, record->archive_path,
+                                  short_tag, &final, err);
+    break;
+  }
+
+  if (code == AG_ENOENT) {
+    ag_error_clear(err);
+    return settle_vanished_source(agent, shown, record, err);
+  }
+  if (code == AG_OK && final != NULL) {
+    free(record->archive_path);
+    record->archive_path = final;
+  }
+  return code;
+}
+
+enum ag_code dispose_delivered(struct agent *agent, const char *rel,
+                               size_t rel_len, struct manifest_record *record,
+                               struct agent_summary *summary,
+                               struct ag_error *err)
+{
+  struct ag_error step_err = {0};
+  char shown[512];
+  char *source = rpath_join(agent->config->inbox, rel, rel_len);
+  enum ag_code code = AG_OK;
+
+  if (source == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  log_escape(shown, sizeof(shown), rel, rel_len);
+  if (record->archive_path == NULL &&
+      agent->config->on_success == ON_SUCCESS_MOVE) {
+    record->archive_path =
+        dispose_archive_target(agent->config, rel, rel_len, plat_wall_time());
+    if (record->archive_path == NULL) {
+      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+      goto out;
+    }
+  }
+
+  code = apply_on_success(agent, source, shown, record, &step_err);
+  if (code != AG_OK) {
+    if (agent_error_is_fatal(code)) {
+      ag_error_set(err, code, "%s", step_err.message);
+      goto out;
+    }
+    summary->pending++;
+    log_error("'%s' was delivered but could not be archived: %s; the move "
+              "is retried next pass and the file is not delivered again",
+              shown, step_err.message);
+    code = AG_OK;
+    goto out;
+  }
+
+  code = record_done(agent, rel, rel_len, record, MANIFEST_ARCHIVED, err);
+  if (code != AG_OK)
+    goto out;
+  summary->completed++;
+  if (record->archive_path != NULL)
+    log_info("archived '%s' as '%s'", shown, record->archive_path);
+  else
+    log_info("%s '%s' on the server",
+             agent->config->on_success == ON_SUCCESS_DELETE ? "deleted"
+                                                            : "kept",
+             shown);
+
+out:
+  free(source);
+  return code;
+}
+
+/* Write "<failed file>.reason.txt" beside the moved file. A missing reason
+ * file loses no data (the manifest and the log hold the reason too), so a
+ * failure here is only logged. */
+static void write_reason_file(struct agent *agent, const char *failed_path,
+                              const char *shown, const char *reason)
+{
+  char text[AG_ERROR_MESSAGE_MAX + 256];
+  char stamp[32];
+  size_t size = strlen(failed_path) + sizeof(".reason.txt");
+  char *path = malloc(size);
+  struct ag_error write_err = {0};
+
+  if (path == NULL)
+    return;
+  snprintf(path, size, "%s.reason.txt", failed_path);
+  output_format_time(plat_wall_time(), stamp, sizeof(stamp));
+  int len =
+      snprintf(text, sizeof(text), "file: %s\nfailed at: %s\nreason: %s\n",
+               shown, stamp, reason);
+  if (len >= (int)sizeof(text))
+    len = (int)sizeof(text) - 1;
+  if (remote_write_new(agent->remote, path, text, (size_t)len, &write_err) !=
+      AG_OK)
+    log_warn("cannot write reason file '%s': %s", path, write_err.message);
+  free(path);
+}
+
+enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record, const char *reason,
+                            struct agent_summary *summary, struct ag_error *err)
+{
+  const struct config *config = agent->config;
+  struct ag_error move_err = {0};
+  char shown[512];
+  char *source = NULL;
+  char *planned = NULL;
+  char *final = NULL;
+  enum ag_code code = AG_OK;
+
+  log_escape(shown, sizeof(shown), file->rel, file->rel_len);
+  free(record->reason);
+  record->reason = strdup(reason);
+  if (record->reason == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+
+  /* Servers that do not allow moving (on_success = delete or keep) keep
+   * failed files in place; the manifest remembers them so they are not
+   * taken again until they change. */
+  if (config->on_success == ON_SUCCESS_MOVE) {
+    source = rpath_join(config->inbox, file->rel, file->rel_len);
+    planned = rpath_join(config->error, file->rel, file->rel_len);
+    if (source == NULL || planned == NULL) {
+      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+      goto out;
+    }
+    code = move_without_overwrite(agent, source, planned, "failed", &final,
+                                  &move_err);
+    if (code != AG_OK) {
+      if (agent_error_is_fatal(code)) {
+        ag_error_set(err, code, "%s", move_err.message);
+        goto out;
+      }
+      summary->pending++;
+      log_error("'%s' failed (%s) and could not be moved to the error "
+                "folder: %s; retrying next pass",
+                shown, reason, move_err.message);
+      code = AG_OK;
+      goto out;
+    }
+    write_reason_file(agent, final, shown, reason);
+    free(record->archive_path);
+    record->archive_path = final;
+    final = NULL;
+  }
+
+  code = record_done(agent, file->rel, file->rel_len, record, MANIFEST_FAILED,
+                     err);
+  if (code != AG_OK)
+    goto out;
+  summary->failed++;
+  log_error("failed '%s': %s; %s%s", shown, reason,
+            record->archive_path != NULL ? "moved to " : "left in place",
+            record->archive_path != NULL ? record->archive_path : "");
+
+out:
+  free(source);
+  free(planned);
+  free(final);
+  return code;
+}

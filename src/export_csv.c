@@ -1,0 +1,443 @@
+/* Rossum CSV export parser.
+ *
+ * The file is read in fixed blocks, checked for valid UTF-8 and fed to
+ * libcsv in strict mode one physical line at a time, so every row can be
+ * reported with the line it starts on. The first row is the header. Each
+ * later row becomes one JSON object keyed by the header cells and goes to
+ * the sink straight away, so memory is bounded by the longest row, not by
+ * the file. */
+#include "agent/export.h"
+
+#include "agent/log.h"
+#include "agent/utf8.h"
+
+#include <csv.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BLOCK_SIZE (64 * 1024)
+
+/* Bytes carried from one block to the next: the start of a UTF-8
+ * sequence (at most 4 bytes) that the block cut. */
+#define UTF8_CARRY_MAX 3
+
+/* Maximum length of one field in bytes, the same as libxml2's default
+ * limit for one XML text node, so both formats accept the same values. */
+#define FIELD_MAX 10000000
+
+/* NOTE: a guessed limit. The sample exports have about 20 columns, and
+ * the limit only keeps a hostile header from using unbounded memory. */
+#define COLUMN_MAX 10000
+
+/* Longest untrusted text (header names) quoted in a message. */
+#define QUOTE_MAX 160
+
+struct csv_state {
+  const struct export_sink *sink;
+  struct ag_error *err;
+  enum ag_code code;         /* first failure, also when err is NULL */
+  unsigned long line;        /* physical line being fed, from 1 */
+  unsigned long row_line;    /* line where the current row starts, or 0 */
+  unsigned long long offset; /* file offset of the next byte to feed */
+  json_t *header;            /* array of header cells, NULL until read */
+  size_t column_count;       /* named header cells */
+  bool trailing_empty;       /* whether the header ends with an empty cell */
+  json_t *row;               /* header cells or record being built */
+  size_t field_count;        /* fields seen in the current row */
+  bool unnamed_value;        /* whether a value is under that empty cell */
+};
+
+/* Record a failure in state->err unless one is already recorded. */
+static void fail(struct csv_state *state, enum ag_code code, const char *format,
+                 ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(struct csv_state *state, enum ag_code code, const char *format,
+                 ...)
+{
+  char message[AG_ERROR_MESSAGE_MAX];
+  va_list args;
+
+  va_start(args, format);
+  vsnprintf(message, sizeof(message), format, args);
+  va_end(args);
+
+  if (state->code == AG_OK)
+    state->code = ag_error_set(state->err, code, "%s", message);
+}
+
+/* Keep spaces and tabs around unquoted values, which libcsv trims by
+ * default. */
+static int is_never_space(unsigned char c)
+{
+  (void)c;
+  return 0;
+}
+
+static void collect_header_cell(struct csv_state *state, const char *data,
+                                size_t len)
+{
+  if (state->field_count > COLUMN_MAX) {
+    fail(state, AG_EPARSE, "line %lu: the header has more than %d columns",
+         state->row_line, COLUMN_MAX);
+    return;
+  }
+  if (memchr(data, '\0', len) != NULL) {
+    fail(state, AG_EPARSE, "line %lu: header column %zu contains a NUL byte",
+         state->row_line, state->field_count);
+    return;
+  }
+  if (json_array_append_new(state->row, json_stringn(data, len)) != 0)
+    fail(state, AG_ENOMEM, "out of memory while reading the header");
+}
+
+static void collect_record_value(struct csv_state *state, const char *data,
+                                 size_t len)
+{
+  size_t index = state->field_count - 1;
+
+  /* Extra fields are only counted, and the row end reports the mismatch. */
+  if (index > state->column_count)
+    return;
+  if (index == state->column_count) {
+    if (state->trailing_empty && len > 0)
+      state->unnamed_value = true;
+    return;
+  }
+
+  const char *key = json_string_value(json_array_get(state->header, index));
+  if (json_object_set_new(state->row, key, json_stringn(data, len)) != 0)
+    fail(state, AG_ENOMEM, "out of memory while reading line %lu",
+         state->row_line);
+}
+
+/* libcsv field callback. */
+static void on_field(void *data, size_t len, void *context)
+{
+  struct csv_state *state = context;
+
+  if (state->code != AG_OK)
+    return;
+
+  /* A row can start after a bare CR in the middle of a fed line. */
+  if (state->row_line == 0)
+    state->row_line = state->line;
+
+  if (len > FIELD_MAX) {
+    fail(state, AG_EPARSE, "line %lu: field %zu is longer than %d bytes",
+         state->row_line, state->field_count + 1, FIELD_MAX);
+    return;
+  }
+
+  if (state->row == NULL) {
+    state->row = state->header == NULL ? json_array() : json_object();
+    if (state->row == NULL) {
+      fail(state, AG_ENOMEM, "out of memory while reading line %lu",
+           state->row_line);
+      return;
+    }
+  }
+
+  /* libcsv passes NULL only with CSV_EMPTY_IS_NULL, which is not set. */
+  const char *text = data != NULL ? data : "";
+  state->field_count++;
+  if (state->header == NULL)
+    collect_header_cell(state, text, len);
+  else
+    collect_record_value(state, text, len);
+}
+
+/* Check the header cells. One empty cell at the end is allowed, because
+ * some exports end the header line with a delimiter that data rows lack. */
+static void check_header(struct csv_state *state, json_t *cells)
+{
+  char shown[QUOTE_MAX];
+  size_t count = json_array_size(cells);
+
+  if (count == 0) {
+    fail(state, AG_EPARSE, "line %lu: the header row is empty",
+         state->row_line);
+    return;
+  }
+  const char *last = json_string_value(json_array_get(cells, count - 1));
+
+  state->trailing_empty = count > 1 && last[0] == '\0';
+  state->column_count = state->trailing_empty ? count - 1 : count;
+
+  for (size_t i = 0; i < state->column_count; i++) {
+    const char *name = json_string_value(json_array_get(cells, i));
+    if (name[0] == '\0') {
+      fail(state, AG_EPARSE, "line %lu: header column %zu is empty",
+           state->row_line, i + 1);
+      return;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(name, json_string_value(json_array_get(cells, j))) == 0) {
+        fail(state, AG_EPARSE,
+             "line %lu: header column %zu repeats the name \"%s\" of "
+             "column %zu",
+             state->row_line, i + 1,
+             log_escape(shown, sizeof(shown), name, strlen(name)), j + 1);
+        return;
+      }
+    }
+  }
+}
+
+static void finish_header(struct csv_state *state)
+{
+  check_header(state, state->row);
+  if (state->code != AG_OK)
+    return;
+
+  state->header = state->row;
+  state->row = NULL;
+
+  /* Call begin now, so a file with only a header still gets a list. */
+  enum ag_code code =
+      state->sink->begin(state->sink->ctx, "records", state->err);
+  if (code != AG_OK && state->code == AG_OK)
+    state->code = code;
+}
+
+static void finish_record(struct csv_state *state)
+{
+  size_t count = state->field_count;
+  size_t expected = state->column_count;
+
+  if (count != expected && !(state->trailing_empty && count == expected + 1)) {
+    if (state->trailing_empty)
+      fail(state, AG_EPARSE,
+           "line %lu: found %zu fields, expected %zu or %zu as in the header",
+           state->row_line, count, expected, expected + 1);
+    else
+      fail(state, AG_EPARSE,
+           "line %lu: found %zu fields, expected %zu as in the header",
+           state->row_line, count, expected);
+    return;
+  }
+  if (state->unnamed_value) {
+    fail(state, AG_EPARSE,
+         "line %lu: field %zu has a value, but its header cell is empty",
+         state->row_line, expected + 1);
+    return;
+  }
+
+  enum ag_code code =
+      state->sink->item(state->sink->ctx, state->row, state->err);
+  if (code != AG_OK && state->code == AG_OK)
+    state->code = code;
+}
+
+/* libcsv row callback. */
+static void on_row(int terminator, void *context)
+{
+  struct csv_state *state = context;
+
+  (void)terminator;
+  if (state->code == AG_OK) {
+    if (state->header == NULL)
+      finish_header(state);
+    else
+      finish_record(state);
+  }
+
+  json_decref(state->row);
+  state->row = NULL;
+  state->field_count = 0;
+  state->unnamed_value = false;
+  state->row_line = 0;
+}
+
+static bool has_content(const unsigned char *data, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    if (data[i] != '\r' && data[i] != '\n')
+      return true;
+  }
+  return false;
+}
+
+/* Report why libcsv stopped at byte consumed of the current line. */
+static void fail_csv(struct csv_state *state, struct csv_parser *parser,
+                     size_t consumed)
+{
+  int status = csv_error(parser);
+
+  if (status == CSV_EPARSE)
+    fail(state, AG_EPARSE,
+         "line %lu, byte offset %llu: misplaced quote (a quote inside an "
+         "unquoted field, or text after a closing quote)",
+         state->line, state->offset + consumed);
+  else if (status == CSV_ENOMEM)
+    fail(state, AG_ENOMEM, "out of memory while reading line %lu", state->line);
+  else
+    fail(state, AG_EPARSE, "line %lu: %s", state->line, csv_strerror(status));
+}
+
+/* Feed data to libcsv one physical line at a time, which lets the
+ * callbacks know the line number.
+ * NOTE: lines are counted at LF. libcsv also ends a row at a bare CR, so
+ * in a file with CR-only line endings every message names line 1. */
+static void feed_lines(struct csv_state *state, struct csv_parser *parser,
+                       const unsigned char *data, size_t len)
+{
+  while (len > 0 && state->code == AG_OK) {
+    const unsigned char *newline = memchr(data, '\n', len);
+    size_t piece = newline != NULL ? (size_t)(newline - data) + 1 : len;
+
+    /* libcsv skips blank lines, so only a line with content opens a row. */
+    if (state->row_line == 0 && has_content(data, piece))
+      state->row_line = state->line;
+
+    size_t consumed = csv_parse(parser, data, piece, on_field, on_row, state);
+    if (consumed != piece) {
+      fail_csv(state, parser, consumed);
+      return;
+    }
+
+    /* The field in progress stays in libcsv's buffer, so stop it from
+     * growing past the limit before the field ends. */
+    if (csv_get_buffer_size(parser) > (size_t)FIELD_MAX + 2 * READ_BLOCK_SIZE) {
+      fail(state, AG_EPARSE, "line %lu: field longer than %d bytes",
+           state->row_line, FIELD_MAX);
+      return;
+    }
+
+    state->offset += piece;
+    if (newline != NULL)
+      state->line++;
+    data += piece;
+    len -= piece;
+  }
+}
+
+/* Return the length of the valid UTF-8 prefix of data. Unless at_eof, a
+ * sequence that may be cut by the block end is left for the next block.
+ * Sets *invalid when the prefix ends at an invalid byte. */
+static size_t valid_utf8_prefix(const unsigned char *data, size_t len,
+                                bool at_eof, bool *invalid)
+{
+  size_t i = 0;
+
+  *invalid = false;
+  while (i < len) {
+    if (data[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t sequence = utf8_sequence_length(data + i, len - i);
+    if (sequence == 0) {
+      if (!at_eof && len - i <= UTF8_CARRY_MAX)
+        return i;
+      *invalid = true;
+      return i;
+    }
+    i += sequence;
+  }
+  return i;
+}
+
+/* Read the file block by block and feed it to libcsv. buffer has room
+ * for UTF8_CARRY_MAX + READ_BLOCK_SIZE bytes. */
+static void read_blocks(struct csv_state *state, struct csv_parser *parser,
+                        FILE *file, unsigned char *buffer)
+{
+  static const unsigned char bom[] = {0xEF, 0xBB, 0xBF};
+  size_t carried = 0;
+  bool first = true;
+
+  while (state->code == AG_OK) {
+    size_t got = fread(buffer + carried, 1, READ_BLOCK_SIZE, file);
+    if (got < READ_BLOCK_SIZE && ferror(file)) {
+      fail(state, AG_ELOCAL, "read failed: %s", strerror(errno));
+      return;
+    }
+    bool at_eof = got < READ_BLOCK_SIZE;
+    size_t len = carried + got;
+    size_t start = 0;
+
+    /* fread fills the whole block unless the file is shorter, so a BOM
+     * is always within the first block. */
+    if (first && len >= sizeof(bom) && memcmp(buffer, bom, sizeof(bom)) == 0)
+      start = sizeof(bom);
+    if (first && len == 0)
+      fail(state, AG_EPARSE, "empty file");
+    first = false;
+    state->offset += start;
+
+    bool invalid;
+    size_t valid =
+        valid_utf8_prefix(buffer + start, len - start, at_eof, &invalid);
+    feed_lines(state, parser, buffer + start, valid);
+    if (invalid)
+      fail(state, AG_EPARSE, "line %lu, byte offset %llu: invalid UTF-8",
+           state->line, state->offset);
+    if (at_eof || state->code != AG_OK)
+      return;
+
+    carried = len - start - valid;
+    memmove(buffer, buffer + start + valid, carried);
+  }
+}
+
+/* Finish the last row (a file may lack the final newline) and check that
+ * there was a header. */
+static void finish_input(struct csv_state *state, struct csv_parser *parser)
+{
+  if (csv_fini(parser, on_field, on_row, state) != 0) {
+    fail(state, AG_EPARSE,
+         "the quoted field in the row that starts on line %lu is not closed "
+         "at the end of the file",
+         state->row_line);
+    return;
+  }
+  if (state->code == AG_OK && state->header == NULL)
+    fail(state, AG_EPARSE,
+         "no header row: the file contains only blank lines or a BOM");
+}
+
+enum ag_code export_parse_csv(const char *path, const struct export_sink *sink,
+                              struct ag_error *err)
+{
+  struct csv_state state = {.sink = sink, .err = err, .line = 1};
+  struct csv_parser parser;
+  bool parser_ready = false;
+  unsigned char *buffer = NULL;
+  FILE *file = NULL;
+
+  file = fopen(path, "rb");
+  if (file == NULL) {
+    fail(&state, AG_ELOCAL, "open failed: %s", strerror(errno));
+    goto done;
+  }
+  buffer = malloc(UTF8_CARRY_MAX + READ_BLOCK_SIZE);
+  if (buffer == NULL) {
+    fail(&state, AG_ENOMEM, "out of memory for the read buffer");
+    goto done;
+  }
+  if (csv_init(&parser, CSV_STRICT | CSV_APPEND_NULL | CSV_STRICT_FINI) != 0) {
+    fail(&state, AG_ENOMEM, "cannot initialise the CSV parser");
+    goto done;
+  }
+  parser_ready = true;
+  csv_set_space_func(&parser, is_never_space);
+  csv_set_blk_size(&parser, READ_BLOCK_SIZE);
+
+  read_blocks(&state, &parser, file, buffer);
+  if (state.code == AG_OK)
+    finish_input(&state, &parser);
+
+done:
+  if (parser_ready)
+    csv_free(&parser);
+  json_decref(state.row);
+  json_decref(state.header);
+  free(buffer);
+  if (file != NULL)
+    fclose(file);
+  return state.code;
+}

@@ -1,0 +1,784 @@
+/* Rossum XML export parser.
+ *
+ * The export has the shape export/results/annotation. The parser streams
+ * the file with libxml2's xmlTextReader and expands one <annotation> at a
+ * time into a small tree, converts it to a JSON object and hands it to the
+ * sink. The reader frees each subtree once it moves past it, so memory is
+ * bounded by the largest annotation, not by the file.
+ *
+ * Security: the reader runs without XML_PARSE_NOENT, XML_PARSE_DTDLOAD,
+ * XML_PARSE_DTDATTR and XML_PARSE_XINCLUDE, with XML_PARSE_NONET, and any
+ * DOCTYPE is rejected. Export files never carry a DTD, and without one no
+ * entity can be declared, so entity expansion attacks and external
+ * entities are ruled out. Predefined entities (&amp;) and character
+ * references (&#8364;) need no DTD and are decoded as usual. */
+#include "agent/export.h"
+
+#include "agent/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlreader.h>
+#include <libxml/xmlversion.h>
+
+/* libxml2 2.12 made the error argument of structured handlers const. */
+#if LIBXML_VERSION >= 21200
+#define XML_ERROR_QUALIFIER const
+#else
+#define XML_ERROR_QUALIFIER
+#endif
+
+/* Longest untrusted text (schema ids, URLs, values) quoted in a message. */
+#define QUOTE_MAX 160
+
+struct xml_parse {
+  FILE *file;
+  xmlTextReaderPtr reader;
+  const struct export_sink *sink;
+  struct ag_error *err;
+  enum ag_code code;             /* first failure, also when err is NULL */
+  bool begun;                    /* sink->begin has been called */
+  bool skip_subtree;             /* move on with xmlTextReaderNext, not Read */
+  const xmlChar *annotation_url; /* annotation being converted, or NULL */
+  bool prolog_done;              /* the root element start has been read */
+  size_t doctype_matched;        /* bytes of "<!DOCTYPE" matched so far */
+  long prolog_line;              /* line of the byte being scanned */
+};
+
+/* Record a failure in parse->err unless one is already recorded. */
+static enum ag_code fail(struct xml_parse *parse, enum ag_code code,
+                         const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum ag_code fail(struct xml_parse *parse, enum ag_code code,
+                         const char *format, ...)
+{
+  char message[AG_ERROR_MESSAGE_MAX];
+  va_list args;
+
+  va_start(args, format);
+  vsnprintf(message, sizeof(message), format, args);
+  va_end(args);
+
+  if (parse->code == AG_OK)
+    parse->code = ag_error_set(parse->err, code, "%s", message);
+  return parse->code;
+}
+
+/* Copy untrusted text into out as a printable, length-limited quote. */
+static const char *quote(char *out, size_t out_size, const xmlChar *text)
+{
+  if (text == NULL)
+    return "(none)";
+  return log_escape(out, out_size, text, strlen((const char *)text));
+}
+
+/* Record AG_EPARSE for a node inside the current annotation. The message
+ * names the line and the annotation URL, because compact exports put the
+ * whole document on one line. */
+static enum ag_code fail_at(struct xml_parse *parse, const xmlNode *node,
+                            const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum ag_code fail_at(struct xml_parse *parse, const xmlNode *node,
+                            const char *format, ...)
+{
+  char detail[AG_ERROR_MESSAGE_MAX / 2];
+  char url[QUOTE_MAX];
+  va_list args;
+
+  va_start(args, format);
+  vsnprintf(detail, sizeof(detail), format, args);
+  va_end(args);
+
+  return fail(parse, AG_EPARSE, "line %ld: %s (annotation %s)",
+              xmlGetLineNo(node), detail,
+              quote(url, sizeof(url), parse->annotation_url));
+}
+
+/* Receive libxml2 errors and warnings. The first error becomes the parse
+ * failure. Warnings are dropped, because they do not make the document
+ * invalid. */
+static void on_xml_error(void *context, XML_ERROR_QUALIFIER xmlError *error)
+{
+  struct xml_parse *parse = context;
+
+  if (error == NULL || error->level < XML_ERR_ERROR)
+    return;
+
+  /* libxml2 messages end with a newline and some span two lines. */
+  char message[AG_ERROR_MESSAGE_MAX / 2];
+  snprintf(message, sizeof(message), "%s",
+           error->message != NULL ? error->message : "unknown XML error");
+  for (char *c = message; *c != '\0'; c++) {
+    if (*c == '\n' || *c == '\r')
+      *c = ' ';
+  }
+  size_t len = strlen(message);
+  while (len > 0 && message[len - 1] == ' ')
+    message[--len] = '\0';
+
+  /* Errors raised outside the parser context (encoding conversion) carry
+   * no line, so take the reader's position. */
+  int line = error->line;
+  if (line <= 0 && parse->reader != NULL)
+    line = xmlTextReaderGetParserLineNumber(parse->reader);
+  if (line > 0)
+    fail(parse, AG_EPARSE, "line %d: %s", line, message);
+  else
+    fail(parse, AG_EPARSE, "%s", message);
+}
+
+/* Receive libxml2 messages that bypass the structured handlers, such as
+ * "xmlParseChunk: encoder error". */
+static void on_generic_error(void *context, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void on_generic_error(void *context, const char *format, ...)
+{
+  struct xml_parse *parse = context;
+  xmlError error;
+  char message[AG_ERROR_MESSAGE_MAX / 2];
+  va_list args;
+
+  va_start(args, format);
+  vsnprintf(message, sizeof(message), format, args);
+  va_end(args);
+
+  memset(&error, 0, sizeof(error));
+  error.level = XML_ERR_FATAL;
+  error.message = message;
+  on_xml_error(parse, &error);
+}
+
+/* Scan the prolog for "<!DOCTYPE" before libxml2 reads it. The reader
+ * parses ahead of the node it returns, so by the time it reports the
+ * DOCTYPE node it may already have expanded entities from the same
+ * chunk. Scanning stops at the first '<' that starts neither "<?" nor
+ * "<!", which is the root element.
+ * NOTE: the scan reads raw bytes, so it detects the DOCTYPE only in
+ * ASCII-compatible encodings such as UTF-8. In other encodings the DOCTYPE
+ * node check in visit_node still rejects the file. The scan also matches
+ * "<!DOCTYPE" inside a comment or processing instruction before the root. */
+static bool prolog_has_doctype(struct xml_parse *parse, const char *data,
+                               size_t len)
+{
+  static const char doctype[] = "<!DOCTYPE";
+
+  for (size_t i = 0; i < len && !parse->prolog_done; i++) {
+    char c = data[i];
+    if (parse->doctype_matched == 1 && c != '?' && c != '!') {
+      parse->prolog_done = true;
+      break;
+    }
+    if (c == '\n')
+      parse->prolog_line++;
+    if (c == doctype[parse->doctype_matched]) {
+      parse->doctype_matched++;
+      if (parse->doctype_matched == sizeof(doctype) - 1)
+        return true;
+    } else {
+      parse->doctype_matched = c == '<' ? 1 : 0;
+    }
+  }
+  return false;
+}
+
+/* Feed libxml2 from the open file. A read failure or a DOCTYPE is
+ * recorded first, so the I/O error that libxml2 raises next is ignored. */
+static int read_input(void *context, char *buffer, int len)
+{
+  struct xml_parse *parse = context;
+
+  if (len <= 0)
+    return 0;
+
+  size_t got = fread(buffer, 1, (size_t)len, parse->file);
+  if (got == 0 && ferror(parse->file)) {
+    fail(parse, AG_ELOCAL, "read failed: %s", strerror(errno));
+    return -1;
+  }
+  if (prolog_has_doctype(parse, buffer, got)) {
+    fail(parse, AG_EPARSE,
+         "line %ld: DOCTYPE is not allowed in an export file, because it "
+         "can declare entities",
+         parse->prolog_line);
+    return -1;
+  }
+  return (int)got;
+}
+
+static int reader_options(void)
+{
+  /* XML_PARSE_BIG_LINES keeps node line numbers right past line 65535. */
+  int options = XML_PARSE_NONET | XML_PARSE_BIG_LINES;
+
+  /* libxml2 2.13 added XML_PARSE_NO_XXE as an enum value, not a macro, so
+   * the version decides. */
+#if LIBXML_VERSION >= 21300
+  options |= XML_PARSE_NO_XXE;
+#endif
+  return options;
+}
+
+static bool is_element(const xmlNode *node, const char *name)
+{
+  return node->type == XML_ELEMENT_NODE &&
+         xmlStrEqual(node->name, (const xmlChar *)name);
+}
+
+static xmlNode *find_child(const xmlNode *parent, const char *name)
+{
+  for (xmlNode *child = parent->children; child != NULL; child = child->next) {
+    if (is_element(child, name))
+      return child;
+  }
+  return NULL;
+}
+
+/* Return the text of element as a JSON string, or JSON null when element
+ * is NULL. libxml2 has already rejected invalid UTF-8, so a NULL return
+ * means out of memory. */
+static json_t *text_or_null(const xmlNode *element)
+{
+  if (element == NULL)
+    return json_null();
+
+  xmlChar *text = xmlNodeGetContent(element);
+  if (text == NULL)
+    return NULL;
+  json_t *value = json_string((const char *)text);
+  xmlFree(text);
+  return value;
+}
+
+static json_t *attribute_or_null(const xmlNode *element, const char *name)
+{
+  if (element == NULL)
+    return json_null();
+
+  xmlChar *text = xmlGetProp(element, (const xmlChar *)name);
+  if (text == NULL)
+    return json_null();
+  json_t *value = json_string((const char *)text);
+  xmlFree(text);
+  return value;
+}
+
+/* Return the annotation id: the last path segment of url. A canonical
+ * decimal of at most 18 digits (which always fits in json_int_t) becomes
+ * a JSON integer, anything else stays a string, so no text is altered. */
+static json_t *annotation_id(const xmlChar *url)
+{
+  if (url == NULL)
+    return json_null();
+
+  const char *text = (const char *)url;
+  size_t end = strlen(text);
+  if (end > 0 && text[end - 1] == '/')
+    end--;
+  size_t start = end;
+  while (start > 0 && text[start - 1] != '/')
+    start--;
+
+  const char *segment = text + start;
+  size_t len = end - start;
+  bool canonical = len > 0 && len <= 18 && (segment[0] != '0' || len == 1);
+  for (size_t i = 0; canonical && i < len; i++)
+    canonical = segment[i] >= '0' && segment[i] <= '9';
+  if (!canonical)
+    return json_stringn(segment, len);
+
+  json_int_t id = 0;
+  for (size_t i = 0; i < len; i++)
+    id = id * 10 + (segment[i] - '0');
+  return json_integer(id);
+}
+
+/* Return the schema_id of element, recording AG_EPARSE when it has none.
+ * The caller frees the result with xmlFree. */
+static xmlChar *require_schema_id(struct xml_parse *parse,
+                                  const xmlNode *element)
+{
+  xmlChar *schema_id = xmlGetProp(element, (const xmlChar *)"schema_id");
+
+  if (schema_id == NULL)
+    fail_at(parse, element, "<%s> without schema_id attribute",
+            (const char *)element->name);
+  return schema_id;
+}
+
+/* Store the text of a datapoint under its schema_id in object. Rossum
+ * schema ids are unique within a schema, so a repeated id means a broken
+ * file, and keeping either value would silently lose the other. */
+static enum ag_code add_datapoint(struct xml_parse *parse,
+                                  const xmlNode *datapoint, json_t *object)
+{
+  char shown[QUOTE_MAX];
+  xmlChar *schema_id = require_schema_id(parse, datapoint);
+
+  if (schema_id == NULL)
+    return parse->code;
+
+  const char *key = (const char *)schema_id;
+  if (json_object_get(object, key) != NULL) {
+    fail_at(parse, datapoint, "duplicate datapoint schema_id \"%s\"",
+            quote(shown, sizeof(shown), schema_id));
+  } else if (json_object_set_new(object, key, text_or_null(datapoint)) != 0) {
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+  }
+  xmlFree(schema_id);
+  return parse->code;
+}
+
+/* Convert a tuple to an object of its datapoints. A tuple with no
+ * datapoints becomes {}. */
+static json_t *convert_tuple(struct xml_parse *parse, const xmlNode *tuple)
+{
+  json_t *object = json_object();
+
+  if (object == NULL) {
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+    return NULL;
+  }
+
+  for (const xmlNode *child = tuple->children; child != NULL;
+       child = child->next) {
+    if (child->type != XML_ELEMENT_NODE)
+      continue;
+    if (!is_element(child, "datapoint")) {
+      fail_at(parse, child, "unexpected element <%s> in <tuple>",
+              (const char *)child->name);
+      break;
+    }
+    if (add_datapoint(parse, child, object) != AG_OK)
+      break;
+  }
+
+  if (parse->code != AG_OK) {
+    json_decref(object);
+    return NULL;
+  }
+  return object;
+}
+
+/* Convert one child of a multivalue: a tuple becomes an object, a bare
+ * datapoint its text. */
+static json_t *convert_row(struct xml_parse *parse, const xmlNode *child)
+{
+  if (is_element(child, "tuple"))
+    return convert_tuple(parse, child);
+
+  if (is_element(child, "datapoint")) {
+    json_t *value = text_or_null(child);
+    if (value == NULL)
+      fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+    return value;
+  }
+
+  fail_at(parse, child, "unexpected element <%s> in <multivalue>",
+          (const char *)child->name);
+  return NULL;
+}
+
+/* Store a multivalue in tables as an array under its schema_id. */
+static enum ag_code add_table(struct xml_parse *parse,
+                              const xmlNode *multivalue, json_t *tables)
+{
+  char shown[QUOTE_MAX];
+  json_t *rows = NULL;
+  xmlChar *schema_id = require_schema_id(parse, multivalue);
+
+  if (schema_id == NULL)
+    goto done;
+  if (json_object_get(tables, (const char *)schema_id) != NULL) {
+    fail_at(parse, multivalue, "duplicate multivalue schema_id \"%s\"",
+            quote(shown, sizeof(shown), schema_id));
+    goto done;
+  }
+
+  rows = json_array();
+  if (rows == NULL) {
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+    goto done;
+  }
+  for (const xmlNode *child = multivalue->children; child != NULL;
+       child = child->next) {
+    if (child->type != XML_ELEMENT_NODE)
+      continue;
+    json_t *row = convert_row(parse, child);
+    if (row == NULL)
+      goto done;
+    if (json_array_append_new(rows, row) != 0) {
+      fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+      goto done;
+    }
+  }
+
+  if (json_object_set_new(tables, (const char *)schema_id, rows) != 0)
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+  rows = NULL;
+
+done:
+  json_decref(rows);
+  xmlFree(schema_id);
+  return parse->code;
+}
+
+/* Collect the datapoints and multivalues below parent. Sections and any
+ * other wrapper elements are walked through. The depth is bounded by
+ * libxml2's nesting limit (256 without XML_PARSE_HUGE). */
+static enum ag_code collect_content(struct xml_parse *parse,
+                                    const xmlNode *parent, json_t *fields,
+                                    json_t *tables)
+{
+  for (const xmlNode *child = parent->children; child != NULL;
+       child = child->next) {
+    if (child->type != XML_ELEMENT_NODE)
+      continue;
+
+    if (is_element(child, "datapoint"))
+      add_datapoint(parse, child, fields);
+    else if (is_element(child, "multivalue"))
+      add_table(parse, child, tables);
+    else
+      collect_content(parse, child, fields, tables);
+
+    if (parse->code != AG_OK)
+      break;
+  }
+  return parse->code;
+}
+
+/* Store one metadata <item key="..."> in metadata. */
+static enum ag_code add_metadata_item(struct xml_parse *parse,
+                                      const xmlNode *item, json_t *metadata)
+{
+  char shown[QUOTE_MAX];
+  xmlChar *key = xmlGetProp(item, (const xmlChar *)"key");
+
+  if (key == NULL)
+    return fail_at(parse, item, "metadata <item> without key attribute");
+
+  if (json_object_get(metadata, (const char *)key) != NULL) {
+    fail_at(parse, item, "duplicate metadata key \"%s\"",
+            quote(shown, sizeof(shown), key));
+  } else if (xmlFirstElementChild((xmlNode *)item) != NULL) {
+    /* NOTE: Rossum does not document how nested metadata values look in
+     * XML. Flattening child elements into one string would alter the
+     * value, so such an item is rejected. */
+    fail_at(parse, item, "metadata item \"%s\" has child elements",
+            quote(shown, sizeof(shown), key));
+  } else if (json_object_set_new(metadata, (const char *)key,
+                                 text_or_null(item)) != 0) {
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+  }
+  xmlFree(key);
+  return parse->code;
+}
+
+static enum ag_code collect_metadata(struct xml_parse *parse,
+                                     const xmlNode *element, json_t *metadata)
+{
+  if (element == NULL)
+    return parse->code;
+
+  for (const xmlNode *child = element->children; child != NULL;
+       child = child->next) {
+    if (child->type != XML_ELEMENT_NODE)
+      continue;
+    if (!is_element(child, "item"))
+      return fail_at(parse, child, "unexpected element <%s> in <metadata>",
+                     (const char *)child->name);
+    if (add_metadata_item(parse, child, metadata) != AG_OK)
+      break;
+  }
+  return parse->code;
+}
+
+/* Return JSON true or false from <automated>. An absent or empty element
+ * means false. The rossum-sdk sample export has no <automated> at all. */
+static json_t *convert_automated(struct xml_parse *parse,
+                                 const xmlNode *element)
+{
+  char shown[QUOTE_MAX];
+
+  if (element == NULL)
+    return json_false();
+
+  xmlChar *text = xmlNodeGetContent(element);
+  json_t *value = NULL;
+  if (text == NULL)
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+  else if (xmlStrEqual(text, (const xmlChar *)"true"))
+    value = json_true();
+  else if (text[0] == '\0' || xmlStrEqual(text, (const xmlChar *)"false"))
+    value = json_false();
+  else
+    fail_at(parse, element, "<automated> is \"%s\", expected true or false",
+            quote(shown, sizeof(shown), text));
+  xmlFree(text);
+  return value;
+}
+
+/* Return modifier/username as a string, or null when there is none. */
+static json_t *convert_modifier(const xmlNode *annotation)
+{
+  const xmlNode *modifier = find_child(annotation, "modifier");
+
+  if (modifier == NULL)
+    return json_null();
+  return text_or_null(find_child(modifier, "username"));
+}
+
+/* Add the scalar keys, id to automated, in the documented order. */
+static enum ag_code add_scalars(struct xml_parse *parse,
+                                const xmlNode *annotation, json_t *object)
+{
+  const xmlNode *document = find_child(annotation, "document");
+  const xmlNode *file_name =
+      document != NULL ? find_child(document, "file_name") : NULL;
+  int failed = 0;
+
+  failed |=
+      json_object_set_new(object, "id", annotation_id(parse->annotation_url));
+  failed |=
+      json_object_set_new(object, "url", attribute_or_null(annotation, "url"));
+  failed |= json_object_set_new(object, "status",
+                                text_or_null(find_child(annotation, "status")));
+  failed |= json_object_set_new(
+      object, "arrived_at", text_or_null(find_child(annotation, "arrived_at")));
+  failed |=
+      json_object_set_new(object, "exported_at",
+                          text_or_null(find_child(annotation, "exported_at")));
+  failed |= json_object_set_new(object, "file_name", text_or_null(file_name));
+  failed |= json_object_set_new(object, "document_url",
+                                attribute_or_null(document, "url"));
+  failed |=
+      json_object_set_new(object, "modifier", convert_modifier(annotation));
+  if (failed != 0)
+    return fail(parse, AG_ENOMEM,
+                "out of memory while converting an annotation");
+
+  json_t *automated =
+      convert_automated(parse, find_child(annotation, "automated"));
+  if (automated == NULL)
+    return parse->code;
+  if (json_object_set_new(object, "automated", automated) != 0)
+    return fail(parse, AG_ENOMEM,
+                "out of memory while converting an annotation");
+  return AG_OK;
+}
+
+/* Add fields, tables and metadata to object. */
+static enum ag_code add_collections(struct xml_parse *parse,
+                                    const xmlNode *annotation, json_t *object)
+{
+  json_t *fields = json_object();
+  json_t *tables = json_object();
+  json_t *metadata = json_object();
+  int failed = 0;
+
+  /* json_object_set_new takes each reference, also when it fails. */
+  failed |= json_object_set_new(object, "fields", fields);
+  failed |= json_object_set_new(object, "tables", tables);
+  failed |= json_object_set_new(object, "metadata", metadata);
+  if (failed != 0)
+    return fail(parse, AG_ENOMEM,
+                "out of memory while converting an annotation");
+
+  /* The three objects are borrowed from object from here on. */
+  const xmlNode *content = find_child(annotation, "content");
+  if (content != NULL &&
+      collect_content(parse, content, fields, tables) != AG_OK)
+    return parse->code;
+  return collect_metadata(parse, find_child(annotation, "metadata"), metadata);
+}
+
+/* Convert the expanded annotation subtree to its JSON object. */
+static json_t *convert_annotation(struct xml_parse *parse,
+                                  const xmlNode *annotation)
+{
+  json_t *object = json_object();
+
+  if (object == NULL) {
+    fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
+    return NULL;
+  }
+
+  if (add_scalars(parse, annotation, object) != AG_OK ||
+      add_collections(parse, annotation, object) != AG_OK) {
+    json_decref(object);
+    return NULL;
+  }
+  return object;
+}
+
+static enum ag_code begin_list(struct xml_parse *parse)
+{
+  if (parse->begun)
+    return AG_OK;
+
+  parse->begun = true;
+  enum ag_code code =
+      parse->sink->begin(parse->sink->ctx, "annotations", parse->err);
+  if (code != AG_OK && parse->code == AG_OK)
+    parse->code = code;
+  return parse->code;
+}
+
+/* Expand the <annotation> under the reader, convert it and pass it to the
+ * sink. */
+static enum ag_code emit_annotation(struct xml_parse *parse)
+{
+  xmlNode *annotation = xmlTextReaderExpand(parse->reader);
+  xmlChar *url = NULL;
+  json_t *object = NULL;
+  enum ag_code code;
+
+  if (annotation == NULL) {
+    /* The error handler has normally recorded the cause already. */
+    fail(parse, AG_EPARSE, "line %d: invalid <annotation> element",
+         xmlTextReaderGetParserLineNumber(parse->reader));
+    goto done;
+  }
+
+  url = xmlGetProp(annotation, (const xmlChar *)"url");
+  parse->annotation_url = url;
+  object = convert_annotation(parse, annotation);
+  if (object == NULL)
+    goto done;
+  if (begin_list(parse) != AG_OK)
+    goto done;
+
+  code = parse->sink->item(parse->sink->ctx, object, parse->err);
+  if (code != AG_OK && parse->code == AG_OK)
+    parse->code = code;
+
+done:
+  json_decref(object);
+  parse->annotation_url = NULL;
+  xmlFree(url);
+  return parse->code;
+}
+
+/* Handle an element at the reader's position. Only export, export/results
+ * and export/results/annotation are entered, and every other element below
+ * <export> is skipped whole, so pagination and the like are never built. */
+static enum ag_code visit_element(struct xml_parse *parse)
+{
+  char shown[QUOTE_MAX];
+  const xmlChar *name = xmlTextReaderConstName(parse->reader);
+  int depth = xmlTextReaderDepth(parse->reader);
+  long line = xmlGetLineNo(xmlTextReaderCurrentNode(parse->reader));
+
+  if (depth == 0) {
+    if (!xmlStrEqual(name, (const xmlChar *)"export"))
+      return fail(parse, AG_EPARSE,
+                  "line %ld: root element is <%s>, expected <export>", line,
+                  quote(shown, sizeof(shown), name));
+    return AG_OK;
+  }
+
+  if (depth == 1) {
+    parse->skip_subtree = !xmlStrEqual(name, (const xmlChar *)"results");
+    return AG_OK;
+  }
+
+  /* Depth 2 is inside <results>. Deeper nodes are never reached, because
+   * each annotation is skipped whole. */
+  if (!xmlStrEqual(name, (const xmlChar *)"annotation"))
+    return fail(parse, AG_EPARSE,
+                "line %ld: unexpected element <%s> in <results>", line,
+                quote(shown, sizeof(shown), name));
+  parse->skip_subtree = true;
+  return emit_annotation(parse);
+}
+
+static enum ag_code visit_node(struct xml_parse *parse)
+{
+  int type = xmlTextReaderNodeType(parse->reader);
+
+  parse->skip_subtree = false;
+  /* The DTD node has no line number of its own. */
+  if (type == XML_READER_TYPE_DOCUMENT_TYPE)
+    return fail(parse, AG_EPARSE,
+                "DOCTYPE is not allowed in an export file, because it can "
+                "declare entities");
+  if (type == XML_READER_TYPE_ELEMENT)
+    return visit_element(parse);
+  return AG_OK;
+}
+
+/* Walk the document node by node until the end or the first failure. */
+static enum ag_code walk_document(struct xml_parse *parse)
+{
+  int status = xmlTextReaderRead(parse->reader);
+
+  while (status == 1 && parse->code == AG_OK) {
+    if (visit_node(parse) != AG_OK)
+      break;
+    if (parse->skip_subtree)
+      status = xmlTextReaderNext(parse->reader);
+    else
+      status = xmlTextReaderRead(parse->reader);
+  }
+
+  if (parse->code != AG_OK)
+    return parse->code;
+  if (status < 0)
+    return fail(parse, AG_EPARSE, "line %d: invalid XML",
+                xmlTextReaderGetParserLineNumber(parse->reader));
+
+  /* An export without annotations still gets an (empty) list. */
+  return begin_list(parse);
+}
+
+enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,
+                              struct ag_error *err)
+{
+  struct xml_parse parse = {
+      .sink = sink, .err = err, .code = AG_OK, .prolog_line = 1};
+
+  /* Errors raised outside the parser context, such as failed encoding
+   * conversion, go to libxml2's handlers for this thread (for the whole
+   * process if libxml2 was built without threads). They point at this
+   * parse for the duration of the call, so nothing reaches stderr. */
+  xmlStructuredErrorFunc saved_handler = xmlStructuredError;
+  void *saved_context = xmlStructuredErrorContext;
+  xmlGenericErrorFunc saved_generic = xmlGenericError;
+  void *saved_generic_context = xmlGenericErrorContext;
+  xmlSetStructuredErrorFunc(&parse, on_xml_error);
+  xmlSetGenericErrorFunc(&parse, on_generic_error);
+
+  parse.file = fopen(path, "rb");
+  if (parse.file == NULL) {
+    fail(&parse, AG_ELOCAL, "open failed: %s", strerror(errno));
+    goto done;
+  }
+
+  parse.reader =
+      xmlReaderForIO(read_input, NULL, &parse, NULL, NULL, reader_options());
+  if (parse.reader == NULL) {
+    fail(&parse, AG_ENOMEM, "cannot create the XML reader");
+    goto done;
+  }
+  xmlTextReaderSetStructuredErrorHandler(parse.reader, on_xml_error, &parse);
+
+  walk_document(&parse);
+
+done:
+  if (parse.reader != NULL)
+    xmlFreeTextReader(parse.reader);
+  if (parse.file != NULL)
+    fclose(parse.file);
+  xmlSetGenericErrorFunc(saved_generic_context, saved_generic);
+  xmlSetStructuredErrorFunc(saved_context, saved_handler);
+  return parse.code;
+}

@@ -1,0 +1,307 @@
+/* Ingest one stable file: download it while hashing, parse it into a JSON
+ * output, publish that, then hand over to the remote step. Each step is
+ * recorded in the manifest only after it has happened. */
+#include "agent_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "agent/export.h"
+#include "agent/log.h"
+#include "agent/names.h"
+#include "agent/output.h"
+#include "agent/rpath.h"
+
+/* A download in progress: the local copy and its running hash. */
+struct download {
+  FILE *file;
+  char *path;
+  EVP_MD_CTX *hash;
+  uint64_t bytes;
+  char sha256[65];
+};
+
+static enum ag_code write_block(void *ctx, const void *data, size_t len,
+                                struct ag_error *err)
+{
+  struct download *download = ctx;
+
+  if (fwrite(data, 1, len, download->file) != len)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
+  if (EVP_DigestUpdate(download->hash, data, len) != 1)
+    return ag_error_set(err, AG_ENOMEM, "SHA-256 update failed");
+  download->bytes += len;
+  return AG_OK;
+}
+
+static void download_discard(struct download *download)
+{
+  if (download->file != NULL)
+    fclose(download->file);
+  if (download->path != NULL)
+    plat_remove(download->path);
+  free(download->path);
+  EVP_MD_CTX_free(download->hash);
+  memset(download, 0, sizeof(*download));
+}
+
+/* Download the file into the state folder and finish its hash. */
+static enum ag_code download_file(struct agent *agent,
+                                  const struct candidate *file,
+                                  struct download *download,
+                                  struct ag_error *err)
+{
+  unsigned char digest[32];
+  char *remote_path =
+      rpath_join(agent->config->inbox, file->rel, file->rel_len);
+  enum ag_code code = AG_OK;
+
+  download->hash = EVP_MD_CTX_new();
+  if (remote_path == NULL || download->hash == NULL ||
+      EVP_DigestInit_ex(download->hash, EVP_sha256(), NULL) != 1) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+  code = plat_create_temp(agent->download_dir, "download", &download->file,
+                          &download->path, err);
+  if (code == AG_OK)
+    code = remote_download(agent->remote, remote_path, file->size, file->mtime,
+                           write_block, download, err);
+  if (code != AG_OK)
+    goto out;
+
+  /* Parsers read the file by name, so the buffered tail must reach it. */
+  if (fflush(download->file) != 0) {
+    code = ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
+    goto out;
+  }
+  if (EVP_DigestFinal_ex(download->hash, digest, NULL) != 1) {
+    code = ag_error_set(err, AG_ENOMEM, "SHA-256 failed");
+    goto out;
+  }
+  for (size_t i = 0; i < sizeof(digest); i++)
+    snprintf(download->sha256 + 2 * i, 3, "%02x", digest[i]);
+
+out:
+  free(remote_path);
+  return code;
+}
+
+static enum ag_code record_step(struct agent *agent,
+                                const struct candidate *file,
+                                struct manifest_record *record,
+                                enum manifest_state state, struct ag_error *err)
+{
+  record->state = state;
+  record->updated = plat_wall_time();
+  return manifest_put(agent->manifest, file->rel, file->rel_len, record, err);
+}
+
+/* Parse the downloaded copy into a new output document and publish it.
+ * On AG_EPARSE, err holds the reason and nothing was published. */
+static enum ag_code
+parse_and_publish(struct agent *agent, const struct candidate *file,
+                  const struct download *download, enum export_format format,
+                  char **output_name, size_t *items, struct ag_error *err)
+{
+  struct output_source source = {
+      .inbox = agent->config->inbox,
+      .rel = file->rel,
+      .rel_len = file->rel_len,
+      .size = file->size,
+      .mtime = file->mtime,
+      .sha256 = download->sha256,
+      .format = export_format_name(format),
+  };
+  struct output_doc *doc = NULL;
+  char suffix[32];
+  enum ag_code code;
+
+  *output_name = NULL;
+  code = output_begin(agent->config->output_dir, &source, &doc, err);
+  if (code != AG_OK)
+    return code;
+  if (format == EXPORT_XML)
+    code = export_parse_xml(download->path, output_sink(doc), err);
+  else
+    code = export_parse_csv(download->path, output_sink(doc), err);
+  if (code != AG_OK) {
+    output_abort(doc);
+    return code;
+  }
+
+  /* The name depends only on the path and the content, so publishing again
+   * after a crash replaces the same file instead of adding a second. */
+  snprintf(suffix, sizeof(suffix), ".%.16s.json", download->sha256);
+  *output_name = names_local_file(file->rel, file->rel_len, suffix);
+  if (*output_name == NULL) {
+    output_abort(doc);
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  }
+  *items = output_item_count(doc);
+  return output_commit(doc, *output_name, err);
+}
+
+/* Return whether this exact content was delivered before under the same
+ * name, as when Rossum exports an annotation again unchanged. */
+static enum ag_code delivered_before(struct agent *agent,
+                                     const struct candidate *file,
+                                     const char *sha256, bool *duplicate,
+                                     struct ag_error *err)
+{
+  char *key = NULL;
+  bool found = false;
+  enum ag_code code =
+      manifest_find_delivered(agent->manifest, sha256, &found, &key, err);
+
+  *duplicate = code == AG_OK && found && key != NULL &&
+               strlen(key) == file->rel_len &&
+               memcmp(key, file->rel, file->rel_len) == 0;
+  free(key);
+  return code;
+}
+
+/* Return the reason a file cannot be taken before it is even parsed, or
+ * NULL when it looks like an export. */
+static const char *precheck(const struct candidate *file,
+                            enum export_format format)
+{
+  if (format == EXPORT_UNKNOWN)
+    return "unsupported file type: the name must end in .xml or .csv";
+  if (file->size == 0)
+    return "empty file";
+  return NULL;
+}
+
+/* Start the record for this attempt, keeping what an earlier attempt at
+ * the same name recorded about its history. */
+static enum ag_code start_record(struct agent *agent,
+                                 const struct candidate *file,
+                                 enum export_format format,
+                                 struct manifest_record *record,
+                                 struct ag_error *err)
+{
+  struct manifest_record earlier = {0};
+  bool found = false;
+  enum ag_code code = manifest_get(agent->manifest, file->rel, file->rel_len,
+                                   &earlier, &found, err);
+
+  if (code != AG_OK)
+    return code;
+  record->first_seen = found ? earlier.first_seen : plat_wall_time();
+  record->attempts = found ? earlier.attempts + 1 : 1;
+  record->size = file->size;
+  record->mtime = file->mtime;
+  snprintf(record->format, sizeof(record->format), "%s",
+           format == EXPORT_UNKNOWN ? "" : export_format_name(format));
+  manifest_record_clear(&earlier);
+  return record_step(agent, file, record, MANIFEST_SEEN, err);
+}
+
+/* Decide what a failed download means for this file: a fatal error ends
+ * the pass, a file that changed or vanished waits for the next pass. */
+static enum ag_code handle_download_error(struct agent *agent,
+                                          const struct candidate *file,
+                                          const struct ag_error *file_err,
+                                          struct agent_summary *summary,
+                                          struct ag_error *err)
+{
+  char shown[512];
+
+  log_escape(shown, sizeof(shown), file->rel, file->rel_len);
+  if (agent_error_is_fatal(file_err->code))
+    return ag_error_set(err, file_err->code, "%s", file_err->message);
+
+  stable_forget(agent->stable, file->rel, file->rel_len);
+  if (file_err->code == AG_ECHANGED || file_err->code == AG_ENOENT) {
+    summary->vanished++;
+    log_info("'%s' changed or vanished during download; it will be taken "
+             "again once it is stable: %s",
+             shown, file_err->message);
+    return AG_OK;
+  }
+  summary->pending++;
+  log_error("cannot download '%s': %s; retrying next pass", shown,
+            file_err->message);
+  return AG_OK;
+}
+
+enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
+                         struct agent_summary *summary, struct ag_error *err)
+{
+  const char *base = file->rel + rpath_base_offset(file->rel, file->rel_len);
+  enum export_format format = export_format_of(base);
+  struct manifest_record record = {0};
+  struct download download = {0};
+  struct ag_error file_err = {0};
+  char *output_name = NULL;
+  size_t items = 0;
+  bool duplicate = false;
+  char shown[512];
+
+  log_escape(shown, sizeof(shown), file->rel, file->rel_len);
+  enum ag_code code = start_record(agent, file, format, &record, err);
+  if (code != AG_OK)
+    goto out;
+  const char *refusal = precheck(file, format);
+  if (refusal != NULL) {
+    code = dispose_failed(agent, file, &record, refusal, summary, err);
+    goto out;
+  }
+
+  if (download_file(agent, file, &download, &file_err) != AG_OK) {
+    code = handle_download_error(agent, file, &file_err, summary, err);
+    goto out;
+  }
+  summary->bytes += download.bytes;
+  memcpy(record.sha256, download.sha256, sizeof(record.sha256));
+  code = record_step(agent, file, &record, MANIFEST_DOWNLOADED, err);
+  if (code == AG_OK)
+    code = delivered_before(agent, file, record.sha256, &duplicate, err);
+  if (code != AG_OK)
+    goto out;
+
+  if (duplicate) {
+    summary->duplicates++;
+    log_info("'%s' is identical to the version delivered before (sha256 "
+             "%.16s); archiving it without a second delivery",
+             shown, record.sha256);
+  } else {
+    code = parse_and_publish(agent, file, &download, format, &output_name,
+                             &items, &file_err);
+    if (code == AG_EPARSE) {
+      code =
+          dispose_failed(agent, file, &record, file_err.message, summary, err);
+      goto out;
+    }
+    if (code != AG_OK) {
+      code = ag_error_set(err, code, "%s", file_err.message);
+      goto out;
+    }
+    summary->delivered++;
+    log_info(
+        "delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
+        record.format, items, format == EXPORT_XML ? "annotations" : "records",
+        (unsigned long long)file->size, agent->config->output_dir, output_name);
+    record.output = output_name;
+    output_name = NULL;
+  }
+
+  record.archive_path = dispose_archive_target(agent->config, file->rel,
+                                               file->rel_len, plat_wall_time());
+  if (record.archive_path == NULL)
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  if (code == AG_OK)
+    code = record_step(agent, file, &record, MANIFEST_DELIVERED, err);
+  if (code == AG_OK)
+    code = dispose_delivered(agent, file->rel, file->rel_len, &record, summary,
+                             err);
+
+out:
+  free(output_name);
+  download_discard(&download);
+  manifest_record_clear(&record);
+  return code;
+}

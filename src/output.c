@@ -1,0 +1,234 @@
+/* Writes one JSON document per source file, item by item, and publishes
+ * it with write-to-temp, fsync, rename and folder fsync. */
+#include "agent/output.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "agent/names.h"
+#include "agent/platform.h"
+#include "agent/rpath.h"
+#include "agent/utf8.h"
+
+struct output_doc {
+  FILE *file;
+  char *temp_path;
+  char *dir;
+  size_t items;
+  int list_open; /* the item list's '[' has been written */
+  struct export_sink sink;
+};
+
+/* jansson writes every value; only the document's frame is written here,
+ * so that items can go out one at a time. */
+static enum ag_code write_text(struct output_doc *doc, const char *text,
+                               struct ag_error *err)
+{
+  if (fputs(text, doc->file) == EOF)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", doc->temp_path);
+  return AG_OK;
+}
+
+static enum ag_code write_json(struct output_doc *doc, const json_t *value,
+                               struct ag_error *err)
+{
+  if (json_dumpf(value, doc->file,
+                 JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", doc->temp_path);
+  return AG_OK;
+}
+
+static enum ag_code sink_begin(void *ctx, const char *list_name,
+                               struct ag_error *err)
+{
+  struct output_doc *doc = ctx;
+  json_t *key = json_string(list_name);
+  enum ag_code code;
+
+  if (key == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  code = write_text(doc, ",", err);
+  if (code == AG_OK)
+    code = write_json(doc, key, err);
+  if (code == AG_OK)
+    code = write_text(doc, ":[", err);
+  json_decref(key);
+  doc->list_open = code == AG_OK;
+  return code;
+}
+
+static enum ag_code sink_item(void *ctx, json_t *item, struct ag_error *err)
+{
+  struct output_doc *doc = ctx;
+  enum ag_code code = AG_OK;
+
+  if (doc->items > 0)
+    code = write_text(doc, ",", err);
+  if (code == AG_OK)
+    code = write_json(doc, item, err);
+  if (code == AG_OK)
+    doc->items++;
+  return code;
+}
+
+void output_format_time(int64_t t, char *out, size_t out_size)
+{
+  time_t seconds = (time_t)t;
+  struct tm utc;
+
+  if (gmtime_r(&seconds, &utc) == NULL ||
+      strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+    snprintf(out, out_size, "%s", "1970-01-01T00:00:00Z");
+}
+
+/* Build the "source" object. Names that are not valid UTF-8 are shown with
+ * their bad bytes percent-escaped, and name_raw keeps the exact bytes. */
+static json_t *source_object(const struct output_source *src)
+{
+  const char *rel = src->rel;
+  size_t base_at = rpath_base_offset(rel, src->rel_len);
+  const char *base = rel + base_at;
+  size_t base_len = src->rel_len - base_at;
+  char mtime[32];
+  json_t *source = NULL;
+  char *path_text = NULL;
+  char *name_text = NULL;
+  char *name_raw = NULL;
+
+  char *path = rpath_join(src->inbox, rel, src->rel_len);
+  if (path == NULL)
+    goto out;
+  /* rel may contain a NUL byte, so the length of the joined path comes
+   * from its parts, as rpath_join() builds it, and not from strlen(). */
+  size_t inbox_len = strcmp(src->inbox, "/") == 0 ? 0 : strlen(src->inbox);
+  path_text = names_display(path, inbox_len + 1 + src->rel_len);
+  name_text = names_display(base, base_len);
+  if (path_text == NULL || name_text == NULL)
+    goto out;
+
+  output_format_time(src->mtime, mtime, sizeof(mtime));
+  source = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "path", path_text,
+                     "name", name_text, "size", (json_int_t)src->size, "mtime",
+                     mtime, "sha256", src->sha256, "format", src->format);
+  if (source == NULL || utf8_valid(base, base_len, NULL))
+    goto out;
+  name_raw = names_base64(base, base_len);
+  if (name_raw == NULL ||
+      json_object_set_new(source, "name_raw", json_string(name_raw)) != 0) {
+    json_decref(source);
+    source = NULL;
+  }
+
+out:
+  free(path);
+  free(path_text);
+  free(name_text);
+  free(name_raw);
+  return source;
+}
+
+enum ag_code output_begin(const char *dir, const struct output_source *src,
+                          struct output_doc **out, struct ag_error *err)
+{
+  struct output_doc *doc = calloc(1, sizeof(*doc));
+  json_t *source = NULL;
+  enum ag_code code = AG_OK;
+
+  *out = NULL;
+  if (doc == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  doc->dir = strdup(dir);
+  source = source_object(src);
+  if (doc->dir == NULL || source == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+  code = plat_create_temp(dir, ".incoming", &doc->file, &doc->temp_path, err);
+  if (code == AG_OK)
+    code = plat_share_with_group(doc->file, doc->temp_path, err);
+  if (code != AG_OK)
+    goto out;
+
+  doc->sink.begin = sink_begin;
+  doc->sink.item = sink_item;
+  doc->sink.ctx = doc;
+  code = write_text(doc, "{\"format_version\":1,\"source\":", err);
+  if (code == AG_OK)
+    code = write_json(doc, source, err);
+
+out:
+  json_decref(source);
+  if (code != AG_OK) {
+    output_abort(doc);
+    return code;
+  }
+  *out = doc;
+  return AG_OK;
+}
+
+const struct export_sink *output_sink(struct output_doc *doc)
+{
+  return &doc->sink;
+}
+
+size_t output_item_count(const struct output_doc *doc)
+{
+  return doc->items;
+}
+
+enum ag_code output_commit(struct output_doc *doc, const char *final_name,
+                           struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+  char *final_path = NULL;
+
+  if (!doc->list_open)
+    code = ag_error_set(err, AG_EPARSE, "the parser produced no item list");
+  if (code == AG_OK)
+    code = write_text(doc, "]}\n", err);
+  if (code != AG_OK)
+    goto out;
+
+  FILE *file = doc->file;
+  doc->file = NULL;
+  code = plat_sync_close(file, doc->temp_path, err);
+  if (code != AG_OK)
+    goto out;
+
+  size_t size = strlen(doc->dir) + 1 + strlen(final_name) + 1;
+  final_path = malloc(size);
+  if (final_path == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+  snprintf(final_path, size, "%s/%s", doc->dir, final_name);
+  code = plat_replace(doc->temp_path, final_path, err);
+
+out:
+  free(final_path);
+  if (code != AG_OK) {
+    output_abort(doc);
+    return code;
+  }
+  free(doc->temp_path);
+  free(doc->dir);
+  free(doc);
+  return AG_OK;
+}
+
+void output_abort(struct output_doc *doc)
+{
+  if (doc == NULL)
+    return;
+  if (doc->file != NULL)
+    fclose(doc->file);
+  if (doc->temp_path != NULL)
+    plat_remove(doc->temp_path);
+  free(doc->temp_path);
+  free(doc->dir);
+  free(doc);
+}

@@ -1,0 +1,1282 @@
+/* Integration tests for the remote module against the OpenSSH sshd that
+ * tests/integration/sshd.sh starts on 127.0.0.1.
+ *
+ * Environment: SSHD_FIXTURE is the fixture folder (its env file names the
+ * port, keys and SFTP area), TEST_TMP a scratch folder for this program.
+ * The tests write below SFTP_ROOT on the local file system and read back
+ * through SFTP, or the other way round, since the server runs here. */
+#define _XOPEN_SOURCE 700 /* nftw() */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/config.h"
+#include "agent/error.h"
+#include "agent/remote.h"
+
+#include <openssl/evp.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PATH_SIZE 1024
+#define LISTED_MAX 64
+
+struct fixture {
+  char host[64];
+  char port[16];
+  char user[128];
+  char dir[PATH_SIZE];
+  char root[PATH_SIZE];
+  char key_ed25519[PATH_SIZE];
+  char key_ecdsa[PATH_SIZE];
+  char key_rsa[PATH_SIZE];
+  char key_passphrase[PATH_SIZE];
+  char passphrase_file[PATH_SIZE];
+  char known_hosts[PATH_SIZE];
+  char pin_ed25519[128];
+  char tmp[PATH_SIZE];
+  char passphrase[128];
+};
+
+static struct fixture fixture;
+
+/* ---- Fixture and file helpers ----------------------------------------- */
+
+/* snprintf() that fails the test when the text does not fit. */
+__attribute__((format(printf, 3, 4))) static void
+format_text(char *out, size_t size, const char *format, ...)
+{
+  va_list args;
+
+  va_start(args, format);
+  int len = vsnprintf(out, size, format, args);
+  va_end(args);
+  if (len < 0 || (size_t)len >= size)
+    fail_msg("text does not fit in %zu bytes: %s", size, out);
+}
+
+static void read_text(const char *path, char *out, size_t size)
+{
+  FILE *file = fopen(path, "r");
+  if (file == NULL)
+    fail_msg("cannot open %s: %s", path, strerror(errno));
+  size_t len = fread(out, 1, size - 1, file);
+  out[len] = '\0';
+  fclose(file);
+}
+
+/* Store the value of one KEY='value' line of the fixture's env file. */
+static void set_env_value(const char *key, const char *value)
+{
+  static const struct {
+    const char *key;
+    size_t offset;
+    size_t size;
+  } fields[] = {
+#define FIELD(name, member)                                                    \
+  {name, offsetof(struct fixture, member),                                     \
+   sizeof(((struct fixture *)0)->member)}
+      FIELD("SSHD_HOST", host),
+      FIELD("SSHD_PORT", port),
+      FIELD("SSHD_USER", user),
+      FIELD("SSHD_DIR", dir),
+      FIELD("SFTP_ROOT", root),
+      FIELD("KEY_ED25519", key_ed25519),
+      FIELD("KEY_ECDSA", key_ecdsa),
+      FIELD("KEY_RSA", key_rsa),
+      FIELD("KEY_PASSPHRASE", key_passphrase),
+      FIELD("PASSPHRASE_FILE", passphrase_file),
+      FIELD("KNOWN_HOSTS", known_hosts),
+      FIELD("HOSTKEY_SHA256_ED25519", pin_ed25519),
+#undef FIELD
+  };
+
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+    if (strcmp(fields[i].key, key) == 0)
+      format_text((char *)&fixture + fields[i].offset, fields[i].size, "%s",
+                  value);
+  }
+}
+
+static int load_fixture(void **state)
+{
+  (void)state;
+  const char *dir = getenv("SSHD_FIXTURE");
+  const char *tmp = getenv("TEST_TMP");
+  char path[PATH_SIZE];
+  char line[PATH_SIZE + 64];
+
+  if (dir == NULL || tmp == NULL) {
+    fprintf(stderr, "SSHD_FIXTURE and TEST_TMP must be set; start a server "
+                    "with tests/integration/sshd.sh start DIR\n");
+    return -1;
+  }
+  format_text(path, sizeof(path), "%s/env", dir);
+  FILE *file = fopen(path, "r");
+  if (file == NULL) {
+    fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof(line), file) != NULL) {
+    char *equals = strchr(line, '=');
+    if (equals == NULL)
+      continue;
+    *equals = '\0';
+    char *value = equals + 1;
+    value[strcspn(value, "\n")] = '\0';
+    size_t len = strlen(value);
+    if (len >= 2 && value[0] == '\'' && value[len - 1] == '\'') {
+      value[len - 1] = '\0';
+      value++;
+    }
+    set_env_value(line, value);
+  }
+  fclose(file);
+
+  format_text(fixture.tmp, sizeof(fixture.tmp), "%s", tmp);
+  format_text(line, sizeof(line), "mkdir -p '%s'", tmp);
+  if (system(line) != 0)
+    return -1;
+  read_text(fixture.passphrase_file, fixture.passphrase,
+            sizeof(fixture.passphrase));
+  return fixture.port[0] != '\0' && fixture.root[0] != '\0' ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *walk)
+{
+  (void)st;
+  (void)walk;
+  return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Create SFTP_ROOT/name afresh and store its path in out. */
+static void fresh_dir(const char *name, char *out, size_t size)
+{
+  format_text(out, size, "%s/%s", fixture.root, name);
+  nftw(out, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  assert_int_equal(mkdir(out, 0755), 0);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+  FILE *file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fwrite(data, 1, len, file), len);
+  assert_int_equal(fclose(file), 0);
+}
+
+/* Return the size of the file, or -1 when it is missing. */
+static long file_size(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void assert_file_content(const char *path, const char *expected)
+{
+  char actual[256];
+  read_text(path, actual, sizeof(actual));
+  assert_string_equal(actual, expected);
+}
+
+static void set_mtime(const char *path, time_t mtime)
+{
+  struct timespec times[2] = {{.tv_sec = mtime}, {.tv_sec = mtime}};
+  assert_int_equal(utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* Run a shell command and store the first line of its output. */
+static void capture(const char *command, char *out, size_t size)
+{
+  FILE *pipe = popen(command, "r");
+  assert_non_null(pipe);
+  if (fgets(out, (int)size, pipe) == NULL)
+    out[0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+  assert_int_equal(pclose(pipe), 0);
+}
+
+/* Store the fingerprint that ssh-keygen -l prints for a public key. */
+static void fingerprint_of(const char *public_key, char *out, size_t size)
+{
+  char command[PATH_SIZE + 64];
+  char line[512];
+
+  format_text(command, sizeof(command), "ssh-keygen -l -f '%s'", public_key);
+  capture(command, line, sizeof(line));
+  assert_int_equal(sscanf(line, "%*s %127s", out), 1);
+  assert_true(size > strlen(out));
+}
+
+/* Store "type base64" of a public key file. */
+static void key_line_of(const char *public_key, char *out, size_t size)
+{
+  char type[64], blob[4096];
+  char text[8192];
+
+  read_text(public_key, text, sizeof(text));
+  assert_int_equal(sscanf(text, "%63s %4095s", type, blob), 2);
+  format_text(out, size, "%s %s", type, blob);
+}
+
+static void host_key_path(const char *type, char *out, size_t size)
+{
+  format_text(out, size, "%s/ssh_host_%s_key.pub", fixture.dir, type);
+}
+
+/* Write a known_hosts file in TEST_TMP from printf-style text. */
+static void write_known_hosts(const char *name, char *path, size_t size,
+                              const char *format, ...)
+{
+  char text[16384];
+  va_list args;
+
+  va_start(args, format);
+  vsnprintf(text, sizeof(text), format, args);
+  va_end(args);
+  format_text(path, size, "%s/%s", fixture.tmp, name);
+  write_file(path, text, strlen(text));
+}
+
+static double seconds_since(const struct timespec *start)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* ---- Connection helpers ----------------------------------------------- */
+
+static void base_config(struct config *config, char *private_key)
+{
+  memset(config, 0, sizeof(*config));
+  config->host = fixture.host;
+  config->port = atoi(fixture.port);
+  config->user = fixture.user;
+  config->private_key = private_key;
+  config->known_hosts = fixture.known_hosts;
+  config->timeout = 10;
+}
+
+static struct remote *connect_ok(const struct config *config)
+{
+  struct ag_error err = {0};
+  struct remote *remote = NULL;
+
+  enum ag_code code = remote_connect(config, &remote, &err);
+  if (code != AG_OK)
+    print_error("remote_connect: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_non_null(remote);
+  return remote;
+}
+
+static struct remote *connect_default(void)
+{
+  struct config config;
+  base_config(&config, fixture.key_ed25519);
+  return connect_ok(&config);
+}
+
+/* Connect and expect failure with code. The message goes to err. */
+static void connect_fails(const struct config *config, enum ag_code code,
+                          struct ag_error *err)
+{
+  struct remote *remote = (struct remote *)1;
+
+  ag_error_clear(err);
+  enum ag_code actual = remote_connect(config, &remote, err);
+  print_message("message: %s\n", err->message);
+  assert_int_equal(actual, code);
+  assert_int_equal(err->code, code);
+  assert_null(remote);
+}
+
+static void assert_contains(const char *text, const char *part)
+{
+  if (strstr(text, part) == NULL)
+    fail_msg("'%s' does not contain '%s'", text, part);
+}
+
+/* ---- Authentication --------------------------------------------------- */
+
+/* Logging in with key must work, and the SFTP channel must respond. */
+static void check_login(char *key)
+{
+  struct config config;
+  struct remote_entry entry;
+  struct ag_error err = {0};
+
+  base_config(&config, key);
+  if (key == fixture.key_passphrase)
+    config.passphrase = fixture.passphrase;
+  struct remote *remote = connect_ok(&config);
+
+  assert_int_equal(remote_stat(remote, fixture.root, &entry, &err), AG_OK);
+  assert_int_equal(entry.kind, REMOTE_DIR);
+  assert_null(entry.rel);
+  remote_close(remote);
+}
+
+static void login_ed25519_key(void **state)
+{
+  (void)state;
+  check_login(fixture.key_ed25519);
+}
+
+static void login_ecdsa_key(void **state)
+{
+  (void)state;
+  check_login(fixture.key_ecdsa);
+}
+
+static void login_rsa_key(void **state)
+{
+  (void)state;
+  check_login(fixture.key_rsa);
+}
+
+static void login_passphrase_key(void **state)
+{
+  (void)state;
+  check_login(fixture.key_passphrase);
+}
+
+static void login_wrong_passphrase_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+
+  base_config(&config, fixture.key_passphrase);
+  config.passphrase = "not the passphrase";
+  connect_fails(&config, AG_EAUTH, &err);
+  assert_contains(err.message, fixture.user);
+  assert_contains(err.message, "publickey");
+  assert_contains(err.message, fixture.key_passphrase);
+  assert_null(strstr(err.message, "not the passphrase"));
+}
+
+static void login_missing_passphrase_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+
+  base_config(&config, fixture.key_passphrase);
+  connect_fails(&config, AG_EAUTH, &err);
+  assert_contains(err.message, "publickey");
+}
+
+static void login_unauthorized_key_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char key[PATH_SIZE];
+  char command[2 * PATH_SIZE];
+  char output[64];
+
+  format_text(key, sizeof(key), "%s/unauthorized_key", fixture.tmp);
+  format_text(command, sizeof(command),
+              "rm -f '%s' '%s.pub' && ssh-keygen -q -t ed25519 -N '' -f '%s' "
+              "&& echo done",
+              key, key, key);
+  capture(command, output, sizeof(output));
+
+  base_config(&config, key);
+  connect_fails(&config, AG_EAUTH, &err);
+  assert_contains(err.message, "authentication as user");
+  assert_contains(err.message, "The server allows: publickey");
+}
+
+static void login_password_not_offered(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+
+  /* The fixture disables password logins. */
+  base_config(&config, NULL);
+  config.password = "secret password";
+  connect_fails(&config, AG_EAUTH, &err);
+  assert_contains(err.message, "allows publickey");
+  assert_null(strstr(err.message, "secret password"));
+}
+
+/* ---- Host key verification -------------------------------------------- */
+
+static void host_key_fingerprint_matches_ssh_keygen(void **state)
+{
+  (void)state;
+  char path[PATH_SIZE];
+  char expected[128];
+
+  host_key_path("ed25519", path, sizeof(path));
+  fingerprint_of(path, expected, sizeof(expected));
+  assert_string_equal(expected, fixture.pin_ed25519);
+
+  struct remote *remote = connect_default();
+  assert_string_equal(remote_host_key_fingerprint(remote), expected);
+  assert_string_equal(remote_host_key_type(remote), "ssh-ed25519");
+  remote_close(remote);
+}
+
+/* With only one key type in known_hosts, the server must present that
+ * type, although it also has the others. */
+static void check_single_type(const char *type, const char *type_name)
+{
+  struct config config;
+  char public_key[PATH_SIZE];
+  char key_line[4200];
+  char expected[128];
+  char known_hosts[PATH_SIZE];
+
+  host_key_path(type, public_key, sizeof(public_key));
+  key_line_of(public_key, key_line, sizeof(key_line));
+  fingerprint_of(public_key, expected, sizeof(expected));
+  write_known_hosts("known_hosts_single", known_hosts, sizeof(known_hosts),
+                    "[%s]:%s %s\n", fixture.host, fixture.port, key_line);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  struct remote *remote = connect_ok(&config);
+  assert_string_equal(remote_host_key_type(remote), type_name);
+  assert_string_equal(remote_host_key_fingerprint(remote), expected);
+  remote_close(remote);
+}
+
+static void known_hosts_ecdsa_only(void **state)
+{
+  (void)state;
+  check_single_type("ecdsa", "ecdsa-sha2-nistp256");
+}
+
+static void known_hosts_rsa_only(void **state)
+{
+  (void)state;
+  check_single_type("rsa", "ssh-rsa");
+}
+
+static void known_hosts_hashed(void **state)
+{
+  (void)state;
+  struct config config;
+  char known_hosts[PATH_SIZE];
+  char command[3 * PATH_SIZE];
+  char output[64];
+  char first_line[256];
+
+  format_text(known_hosts, sizeof(known_hosts), "%s/known_hosts_hashed",
+              fixture.tmp);
+  format_text(command, sizeof(command),
+              "cp '%s' '%s' && ssh-keygen -H -f '%s' >/dev/null 2>&1 && "
+              "rm -f '%s.old' && echo done",
+              fixture.known_hosts, known_hosts, known_hosts, known_hosts);
+  capture(command, output, sizeof(output));
+  read_text(known_hosts, first_line, sizeof(first_line));
+  assert_memory_equal(first_line, "|1|", 3);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  remote_close(connect_ok(&config));
+}
+
+static void known_hosts_unknown_host(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char public_key[PATH_SIZE];
+  char key_line[4200];
+  char known_hosts[PATH_SIZE];
+  char hint[128];
+
+  host_key_path("ed25519", public_key, sizeof(public_key));
+  key_line_of(public_key, key_line, sizeof(key_line));
+  write_known_hosts("known_hosts_other", known_hosts, sizeof(known_hosts),
+                    "# another server\n[%s]:1 %s\n", fixture.host, key_line);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, fixture.pin_ed25519);
+  assert_contains(err.message, "ssh-ed25519");
+  format_text(hint, sizeof(hint), "ssh-keyscan -p %s %s", fixture.port,
+              fixture.host);
+  assert_contains(err.message, hint);
+  assert_contains(err.message, known_hosts);
+}
+
+/* OpenSSH stores keys for ports other than 22 as "[host]:port", so a plain
+ * "host" entry must not vouch for this server. */
+static void known_hosts_entry_without_port(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char public_key[PATH_SIZE];
+  char key_line[4200];
+  char known_hosts[PATH_SIZE];
+
+  host_key_path("ed25519", public_key, sizeof(public_key));
+  key_line_of(public_key, key_line, sizeof(key_line));
+  write_known_hosts("known_hosts_port22", known_hosts, sizeof(known_hosts),
+                    "%s %s\n", fixture.host, key_line);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, fixture.pin_ed25519);
+}
+
+static void known_hosts_changed_key(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char other[PATH_SIZE];
+  char other_public[PATH_SIZE + 8];
+  char command[3 * PATH_SIZE];
+  char output[64];
+  char key_line[4200];
+  char other_fingerprint[128];
+  char known_hosts[PATH_SIZE];
+
+  format_text(other, sizeof(other), "%s/other_host_key", fixture.tmp);
+  format_text(other_public, sizeof(other_public), "%s.pub", other);
+  format_text(command, sizeof(command),
+              "rm -f '%s' '%s' && ssh-keygen -q -t ed25519 -N '' -f '%s' && "
+              "echo done",
+              other, other_public, other);
+  capture(command, output, sizeof(output));
+  key_line_of(other_public, key_line, sizeof(key_line));
+  fingerprint_of(other_public, other_fingerprint, sizeof(other_fingerprint));
+  write_known_hosts("known_hosts_changed", known_hosts, sizeof(known_hosts),
+                    "[%s]:%s %s\n", fixture.host, fixture.port, key_line);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, other_fingerprint);
+  assert_contains(err.message, fixture.pin_ed25519);
+  assert_contains(err.message, "changed");
+}
+
+static void known_hosts_revoked_key(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char public_key[PATH_SIZE];
+  char key_line[4200];
+  char listed[16384];
+  char known_hosts[PATH_SIZE];
+
+  host_key_path("ed25519", public_key, sizeof(public_key));
+  key_line_of(public_key, key_line, sizeof(key_line));
+  read_text(fixture.known_hosts, listed, sizeof(listed));
+  write_known_hosts("known_hosts_revoked", known_hosts, sizeof(known_hosts),
+                    "%s@revoked * %s\n", listed, key_line);
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = known_hosts;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, "revoked");
+  assert_contains(err.message, fixture.pin_ed25519);
+}
+
+static void known_hosts_missing_file(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char missing[PATH_SIZE];
+
+  format_text(missing, sizeof(missing), "%s/no_such_known_hosts", fixture.tmp);
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = missing;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, missing);
+}
+
+static void pin_correct_succeeds(void **state)
+{
+  (void)state;
+  struct config config;
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = NULL;
+  config.host_key_sha256 = fixture.pin_ed25519;
+  struct remote *remote = connect_ok(&config);
+  assert_string_equal(remote_host_key_fingerprint(remote), fixture.pin_ed25519);
+  remote_close(remote);
+
+  /* Both sources configured and both match. */
+  base_config(&config, fixture.key_ed25519);
+  config.host_key_sha256 = fixture.pin_ed25519;
+  remote_close(connect_ok(&config));
+}
+
+static void pin_wrong_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  char *wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = NULL;
+  config.host_key_sha256 = wrong;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, wrong);
+  assert_contains(err.message, fixture.pin_ed25519);
+
+  /* known_hosts matches, but the pin must match too. */
+  base_config(&config, fixture.key_ed25519);
+  config.host_key_sha256 = wrong;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, wrong);
+}
+
+static void no_host_key_source_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+
+  base_config(&config, fixture.key_ed25519);
+  config.known_hosts = NULL;
+  connect_fails(&config, AG_EHOSTKEY, &err);
+  assert_contains(err.message, fixture.pin_ed25519);
+}
+
+/* ---- Connection failures ---------------------------------------------- */
+
+/* Bind a loopback TCP socket to a free port. With listening, the kernel
+ * completes connections that no process ever reads from. Returns the
+ * socket. */
+static int bind_loopback(int *port, int listening)
+{
+  struct sockaddr_in address = {.sin_family = AF_INET};
+  socklen_t size = sizeof(address);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+  assert_true(fd >= 0);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&address, &size), 0);
+  if (listening)
+    assert_int_equal(listen(fd, 4), 0);
+  *port = ntohs(address.sin_port);
+  return fd;
+}
+
+static void connect_closed_port_fails_fast(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  struct timespec start;
+  int port = 0;
+
+  /* A bound but not listening socket keeps the port closed and unused. */
+  int fd = bind_loopback(&port, 0);
+  base_config(&config, fixture.key_ed25519);
+  config.port = port;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  connect_fails(&config, AG_ECONNECT, &err);
+  assert_true(seconds_since(&start) < 2.0);
+  assert_contains(err.message, "Connection refused");
+  assert_contains(err.message, fixture.host);
+  close(fd);
+}
+
+static void connect_silent_server_times_out(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err;
+  struct timespec start;
+  int port = 0;
+
+  int fd = bind_loopback(&port, 1);
+  base_config(&config, fixture.key_ed25519);
+  config.port = port;
+  config.timeout = 1;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  connect_fails(&config, AG_ETIMEDOUT, &err);
+  double elapsed = seconds_since(&start);
+  assert_true(elapsed >= 0.9);
+  assert_true(elapsed < 5.0);
+  close(fd);
+}
+
+/* ---- Listing ---------------------------------------------------------- */
+
+struct listed {
+  char rel[256];
+  size_t rel_len;
+  enum remote_kind kind;
+  uint64_t size;
+  int64_t mtime;
+};
+
+struct listing {
+  struct listed entries[LISTED_MAX];
+  size_t count;
+  enum ag_code stop_with; /* returned for every entry */
+};
+
+static enum ag_code collect_entry(void *ctx, const struct remote_entry *entry)
+{
+  struct listing *listing = ctx;
+
+  assert_true(listing->count < LISTED_MAX);
+  assert_true(entry->rel_len < sizeof(listing->entries[0].rel));
+  assert_int_equal(entry->rel[entry->rel_len], '\0');
+
+  struct listed *copy = &listing->entries[listing->count++];
+  memcpy(copy->rel, entry->rel, entry->rel_len);
+  copy->rel_len = entry->rel_len;
+  copy->kind = entry->kind;
+  copy->size = entry->size;
+  copy->mtime = entry->mtime;
+  return listing->stop_with;
+}
+
+static const struct listed *find_listed(const struct listing *listing,
+                                        const char *rel, size_t rel_len)
+{
+  for (size_t i = 0; i < listing->count; i++) {
+    if (listing->entries[i].rel_len == rel_len &&
+        memcmp(listing->entries[i].rel, rel, rel_len) == 0)
+      return &listing->entries[i];
+  }
+  return NULL;
+}
+
+static const struct listed *expect_listed(const struct listing *listing,
+                                          const char *rel,
+                                          enum remote_kind kind)
+{
+  const struct listed *entry = find_listed(listing, rel, strlen(rel));
+  if (entry == NULL)
+    fail_msg("'%s' was not listed", rel);
+  assert_int_equal(entry->kind, kind);
+  return entry;
+}
+
+static void list_flat_reports_kinds_and_attributes(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  static const char odd_name[] = "\xff\xfe-latin1-\xe9.xml";
+  struct listing listing = {.count = 0};
+  struct ag_error err = {0};
+
+  fresh_dir("flat", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/a.xml", dir);
+  write_file(path, "hello", 5);
+  set_mtime(path, 1700000000);
+  format_text(path, sizeof(path), "%s/sub", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  format_text(path, sizeof(path), "%s/link", dir);
+  assert_int_equal(symlink("a.xml", path), 0);
+  format_text(path, sizeof(path), "%s/%s", dir, odd_name);
+  write_file(path, "xyz", 3);
+  format_text(path, sizeof(path), "%s/pipe", dir);
+  assert_int_equal(mkfifo(path, 0644), 0);
+
+  struct remote *remote = connect_default();
+  enum ag_code code =
+      remote_list(remote, dir, false, NULL, 0, collect_entry, &listing, &err);
+  print_message("message: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_int_equal(listing.count, 5);
+
+  const struct listed *file = expect_listed(&listing, "a.xml", REMOTE_FILE);
+  assert_int_equal(file->size, 5);
+  assert_int_equal(file->mtime, 1700000000);
+  expect_listed(&listing, "sub", REMOTE_DIR);
+  expect_listed(&listing, "link", REMOTE_SYMLINK);
+  expect_listed(&listing, "pipe", REMOTE_OTHER);
+  const struct listed *odd =
+      find_listed(&listing, odd_name, sizeof(odd_name) - 1);
+  assert_non_null(odd);
+  assert_int_equal(odd->kind, REMOTE_FILE);
+  assert_int_equal(odd->size, 3);
+  remote_close(remote);
+}
+
+static void list_recursive_skips_and_stops(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64], skip[PATH_SIZE + 16];
+  static const char *const files[] = {"a.xml", "archive/x.xml", "sub/b.xml",
+                                      "sub/deep/c.xml"};
+  struct listing listing = {.count = 0};
+  struct ag_error err = {0};
+
+  fresh_dir("tree", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/archive", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  format_text(path, sizeof(path), "%s/sub", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  format_text(path, sizeof(path), "%s/sub/deep", dir);
+  assert_int_equal(mkdir(path, 0755), 0);
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    format_text(path, sizeof(path), "%s/%s", dir, files[i]);
+    write_file(path, files[i], strlen(files[i]));
+  }
+  format_text(path, sizeof(path), "%s/dirlink", dir);
+  assert_int_equal(symlink("sub", path), 0);
+
+  /* The skip entry has a trailing slash, which must not matter. */
+  format_text(skip, sizeof(skip), "%s/archive/", dir);
+  const char *skips[] = {"/elsewhere", skip};
+  struct remote *remote = connect_default();
+  enum ag_code code =
+      remote_list(remote, dir, true, skips, 2, collect_entry, &listing, &err);
+  print_message("message: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_int_equal(listing.count, 6);
+  assert_int_equal(expect_listed(&listing, "a.xml", REMOTE_FILE)->size, 5);
+  expect_listed(&listing, "sub", REMOTE_DIR);
+  assert_int_equal(expect_listed(&listing, "sub/b.xml", REMOTE_FILE)->size, 9);
+  expect_listed(&listing, "sub/deep", REMOTE_DIR);
+  expect_listed(&listing, "sub/deep/c.xml", REMOTE_FILE);
+  expect_listed(&listing, "dirlink", REMOTE_SYMLINK);
+  assert_null(find_listed(&listing, "archive", 7));
+  assert_null(find_listed(&listing, "dirlink/b.xml", 13));
+
+  /* A callback error stops the walk and is returned as it is. */
+  memset(&listing, 0, sizeof(listing));
+  listing.stop_with = AG_ELOCAL;
+  code = remote_list(remote, dir, true, NULL, 0, collect_entry, &listing, &err);
+  assert_int_equal(code, AG_ELOCAL);
+  assert_int_equal(listing.count, 1);
+  remote_close(remote);
+}
+
+/* Make a chain of levels nested folders below dir. */
+static void make_chain(const char *dir, int levels)
+{
+  char path[PATH_SIZE];
+  size_t len = (size_t)snprintf(path, sizeof(path), "%s", dir);
+
+  for (int i = 0; i < levels; i++) {
+    len += (size_t)snprintf(path + len, sizeof(path) - len, "/d");
+    assert_int_equal(mkdir(path, 0755), 0);
+  }
+}
+
+static void list_depth_is_bounded(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE];
+  struct listing listing = {.count = 0};
+  struct ag_error err = {0};
+
+  fresh_dir("depth32", dir, sizeof(dir));
+  make_chain(dir, 32);
+  struct remote *remote = connect_default();
+  assert_int_equal(
+      remote_list(remote, dir, true, NULL, 0, collect_entry, &listing, &err),
+      AG_OK);
+  assert_int_equal(listing.count, 32);
+
+  fresh_dir("depth33", dir, sizeof(dir));
+  make_chain(dir, 33);
+  memset(&listing, 0, sizeof(listing));
+  enum ag_code code =
+      remote_list(remote, dir, true, NULL, 0, collect_entry, &listing, &err);
+  print_message("message: %s\n", err.message);
+  assert_int_equal(code, AG_EREMOTE);
+  assert_contains(err.message, "more than 32 levels");
+  remote_close(remote);
+}
+
+static void list_missing_folder_fails(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE + 16];
+  struct listing listing = {.count = 0};
+  struct ag_error err = {0};
+
+  format_text(dir, sizeof(dir), "%s/no-such-folder", fixture.root);
+  struct remote *remote = connect_default();
+  assert_int_equal(
+      remote_list(remote, dir, false, NULL, 0, collect_entry, &listing, &err),
+      AG_ENOENT);
+  assert_contains(err.message, "no-such-folder");
+  assert_int_equal(listing.count, 0);
+  remote_close(remote);
+}
+
+/* ---- stat ------------------------------------------------------------- */
+
+static void stat_reports_lstat_attributes(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct remote_entry entry;
+  struct ag_error err = {0};
+
+  fresh_dir("stat", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/file.csv", dir);
+  write_file(path, "a;b\n", 4);
+  set_mtime(path, 1600000000);
+  struct remote *remote = connect_default();
+  assert_int_equal(remote_stat(remote, path, &entry, &err), AG_OK);
+  assert_int_equal(entry.kind, REMOTE_FILE);
+  assert_int_equal(entry.size, 4);
+  assert_int_equal(entry.mtime, 1600000000);
+  assert_null(entry.rel);
+
+  format_text(path, sizeof(path), "%s/link", dir);
+  assert_int_equal(symlink("file.csv", path), 0);
+  assert_int_equal(remote_stat(remote, path, &entry, &err), AG_OK);
+  assert_int_equal(entry.kind, REMOTE_SYMLINK);
+
+  /* Untrusted bytes in a path are escaped in the message. */
+  format_text(path, sizeof(path), "%s/missing\nname", dir);
+  assert_int_equal(remote_stat(remote, path, &entry, &err), AG_ENOENT);
+  assert_contains(err.message, "missing\\x0Aname");
+  assert_null(strchr(err.message, '\n'));
+  remote_close(remote);
+}
+
+/* ---- Download --------------------------------------------------------- */
+
+struct sink {
+  EVP_MD_CTX *digest;
+  uint64_t bytes;
+  size_t blocks;
+  size_t largest_block;
+  char head[64];
+};
+
+static enum ag_code collect_data(void *ctx, const void *data, size_t len,
+                                 struct ag_error *err)
+{
+  (void)err;
+  struct sink *sink = ctx;
+
+  if (sink->bytes < sizeof(sink->head) - 1) {
+    size_t room = sizeof(sink->head) - 1 - (size_t)sink->bytes;
+    memcpy(sink->head + sink->bytes, data, len < room ? len : room);
+  }
+  assert_int_equal(EVP_DigestUpdate(sink->digest, data, len), 1);
+  sink->bytes += len;
+  sink->blocks++;
+  if (len > sink->largest_block)
+    sink->largest_block = len;
+  return AG_OK;
+}
+
+static enum ag_code reject_data(void *ctx, const void *data, size_t len,
+                                struct ag_error *err)
+{
+  (void)ctx;
+  (void)data;
+  (void)len;
+  return ag_error_set(err, AG_ELOCAL, "disk full (test)");
+}
+
+static void sha256(const void *data, size_t len, unsigned char *out)
+{
+  unsigned int size = 0;
+  assert_int_equal(EVP_Digest(data, len, out, &size, EVP_sha256(), NULL), 1);
+  assert_int_equal(size, 32);
+}
+
+static void download_small_file(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct sink sink = {.digest = EVP_MD_CTX_new()};
+  struct ag_error err = {0};
+  unsigned char expected[32], actual[32];
+
+  fresh_dir("download", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/export.xml", dir);
+  write_file(path, "<export/>\n", 10);
+  set_mtime(path, 1650000000);
+  sha256("<export/>\n", 10, expected);
+
+  struct remote *remote = connect_default();
+  assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
+  assert_int_equal(
+      remote_download(remote, path, 10, 1650000000, collect_data, &sink, &err),
+      AG_OK);
+  assert_int_equal(EVP_DigestFinal_ex(sink.digest, actual, NULL), 1);
+  assert_int_equal(sink.bytes, 10);
+  assert_int_equal(sink.blocks, 1);
+  assert_string_equal(sink.head, "<export/>\n");
+  assert_memory_equal(actual, expected, 32);
+  EVP_MD_CTX_free(sink.digest);
+  remote_close(remote);
+}
+
+static void download_large_file(void **state)
+{
+  (void)state;
+  const size_t size = 3 * 1024 * 1024;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct sink sink = {.digest = EVP_MD_CTX_new()};
+  struct ag_error err = {0};
+  unsigned char expected[32], actual[32];
+  unsigned char *data = malloc(size);
+  uint32_t state32 = 12345;
+
+  assert_non_null(data);
+  for (size_t i = 0; i < size; i++) {
+    state32 = state32 * 1103515245u + 12345u;
+    data[i] = (unsigned char)(state32 >> 16);
+  }
+  fresh_dir("download-large", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/big.csv", dir);
+  write_file(path, data, size);
+  set_mtime(path, 1650000001);
+  sha256(data, size, expected);
+  free(data);
+
+  struct remote *remote = connect_default();
+  assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
+  enum ag_code code = remote_download(remote, path, size, 1650000001,
+                                      collect_data, &sink, &err);
+  print_message("message: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_int_equal(EVP_DigestFinal_ex(sink.digest, actual, NULL), 1);
+  assert_int_equal(sink.bytes, size);
+  assert_memory_equal(actual, expected, 32);
+  /* 3 MiB arrive as twelve 256 KiB blocks. */
+  assert_int_equal(sink.largest_block, 256 * 1024);
+  assert_int_equal(sink.blocks, 12);
+  EVP_MD_CTX_free(sink.digest);
+  remote_close(remote);
+}
+
+static void download_detects_change(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct sink sink = {.digest = EVP_MD_CTX_new()};
+  struct ag_error err = {0};
+
+  fresh_dir("download-changed", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/growing.csv", dir);
+  write_file(path, "12345", 5);
+  set_mtime(path, 1650000002);
+  assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
+  struct remote *remote = connect_default();
+
+  /* The file is longer than the listing reported. */
+  assert_int_equal(
+      remote_download(remote, path, 4, 1650000002, collect_data, &sink, &err),
+      AG_ECHANGED);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "read 5 bytes, expected 4");
+  assert_int_equal(sink.bytes, 0);
+
+  /* The file is shorter than the listing reported. */
+  ag_error_clear(&err);
+  assert_int_equal(
+      remote_download(remote, path, 6, 1650000002, collect_data, &sink, &err),
+      AG_ECHANGED);
+  assert_contains(err.message, "read 5 bytes, expected 6");
+
+  /* The size matches but the mtime does not. */
+  ag_error_clear(&err);
+  assert_int_equal(
+      remote_download(remote, path, 5, 1650000000, collect_data, &sink, &err),
+      AG_ECHANGED);
+  assert_contains(err.message, "mtime is now 1650000002, expected 1650000000");
+
+  EVP_MD_CTX_free(sink.digest);
+  remote_close(remote);
+}
+
+static void download_missing_and_callback_error(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("download-errors", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/gone.xml", dir);
+  struct remote *remote = connect_default();
+  assert_int_equal(remote_download(remote, path, 1, 0, reject_data, NULL, &err),
+                   AG_ENOENT);
+  assert_contains(err.message, "gone.xml");
+  assert_contains(err.message, "no such file");
+
+  write_file(path, "data", 4);
+  ag_error_clear(&err);
+  assert_int_equal(remote_download(remote, path, 4, 0, reject_data, NULL, &err),
+                   AG_ELOCAL);
+  assert_string_equal(err.message, "disk full (test)");
+  remote_close(remote);
+}
+
+/* ---- Rename, delete, mkdirs, write_new -------------------------------- */
+
+static void rename_moves_and_never_replaces(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], from[PATH_SIZE + 64], to[PATH_SIZE + 64];
+  char other[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("rename", dir, sizeof(dir));
+  format_text(from, sizeof(from), "%s/in.xml", dir);
+  format_text(to, sizeof(to), "%s/done.xml", dir);
+  format_text(other, sizeof(other), "%s/other.xml", dir);
+  write_file(from, "first", 5);
+  struct remote *remote = connect_default();
+
+  assert_int_equal(remote_rename(remote, from, to, &err), AG_OK);
+  assert_int_equal(file_size(from), -1);
+  assert_file_content(to, "first");
+
+  write_file(other, "second", 6);
+  assert_int_equal(remote_rename(remote, other, to, &err), AG_EEXIST);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "done.xml");
+  assert_file_content(other, "second");
+  assert_file_content(to, "first");
+
+  /* from was moved away above. */
+  format_text(other, sizeof(other), "%s/new.xml", dir);
+  ag_error_clear(&err);
+  assert_int_equal(remote_rename(remote, from, other, &err), AG_ENOENT);
+  assert_int_equal(file_size(other), -1);
+  remote_close(remote);
+}
+
+static void unlink_deletes_once(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("unlink", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/old.csv", dir);
+  write_file(path, "x", 1);
+  struct remote *remote = connect_default();
+  assert_int_equal(remote_unlink(remote, path, &err), AG_OK);
+  assert_int_equal(file_size(path), -1);
+  assert_int_equal(remote_unlink(remote, path, &err), AG_ENOENT);
+  remote_close(remote);
+}
+
+static void mkdirs_creates_nested_folders(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64], blocked[PATH_SIZE + 64];
+  struct stat st;
+  struct ag_error err = {0};
+
+  fresh_dir("mkdirs", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/2024/05/17/", dir);
+  struct remote *remote = connect_default();
+  assert_int_equal(remote_mkdirs(remote, path, &err), AG_OK);
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  assert_int_equal(remote_mkdirs(remote, path, &err), AG_OK);
+
+  format_text(blocked, sizeof(blocked), "%s/file", dir);
+  write_file(blocked, "x", 1);
+  format_text(path, sizeof(path), "%s/file/sub", dir);
+  assert_int_equal(remote_mkdirs(remote, path, &err), AG_EREMOTE);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "not a folder");
+  assert_int_equal(file_size(blocked), 1);
+  remote_close(remote);
+}
+
+static void write_new_never_replaces(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64], missing[PATH_SIZE + 64];
+  struct stat st;
+  struct ag_error err = {0};
+
+  fresh_dir("write", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/marker.json", dir);
+  struct remote *remote = connect_default();
+  assert_int_equal(remote_write_new(remote, path, "{\"a\":1}", 7, &err), AG_OK);
+  assert_file_content(path, "{\"a\":1}");
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0640);
+
+  assert_int_equal(remote_write_new(remote, path, "{}", 2, &err), AG_EEXIST);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "marker.json");
+  assert_file_content(path, "{\"a\":1}");
+
+  format_text(missing, sizeof(missing), "%s/no-folder/x.json", dir);
+  ag_error_clear(&err);
+  assert_int_equal(remote_write_new(remote, missing, "{}", 2, &err), AG_ENOENT);
+  remote_close(remote);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(login_ed25519_key),
+      cmocka_unit_test(login_ecdsa_key),
+      cmocka_unit_test(login_rsa_key),
+      cmocka_unit_test(login_passphrase_key),
+      cmocka_unit_test(login_wrong_passphrase_fails),
+      cmocka_unit_test(login_missing_passphrase_fails),
+      cmocka_unit_test(login_unauthorized_key_fails),
+      cmocka_unit_test(login_password_not_offered),
+      cmocka_unit_test(host_key_fingerprint_matches_ssh_keygen),
+      cmocka_unit_test(known_hosts_ecdsa_only),
+      cmocka_unit_test(known_hosts_rsa_only),
+      cmocka_unit_test(known_hosts_hashed),
+      cmocka_unit_test(known_hosts_unknown_host),
+      cmocka_unit_test(known_hosts_entry_without_port),
+      cmocka_unit_test(known_hosts_changed_key),
+      cmocka_unit_test(known_hosts_revoked_key),
+      cmocka_unit_test(known_hosts_missing_file),
+      cmocka_unit_test(pin_correct_succeeds),
+      cmocka_unit_test(pin_wrong_fails),
+      cmocka_unit_test(no_host_key_source_fails),
+      cmocka_unit_test(connect_closed_port_fails_fast),
+      cmocka_unit_test(connect_silent_server_times_out),
+      cmocka_unit_test(list_flat_reports_kinds_and_attributes),
+      cmocka_unit_test(list_recursive_skips_and_stops),
+      cmocka_unit_test(list_depth_is_bounded),
+      cmocka_unit_test(list_missing_folder_fails),
+      cmocka_unit_test(stat_reports_lstat_attributes),
+      cmocka_unit_test(download_small_file),
+      cmocka_unit_test(download_large_file),
+      cmocka_unit_test(download_detects_change),
+      cmocka_unit_test(download_missing_and_callback_error),
+      cmocka_unit_test(rename_moves_and_never_replaces),
+      cmocka_unit_test(unlink_deletes_once),
+      cmocka_unit_test(mkdirs_creates_nested_folders),
+      cmocka_unit_test(write_new_never_replaces),
+  };
+
+  return cmocka_run_group_tests(tests, load_fixture, NULL);
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Bad files go to the error folder with a reason and exit code 1 while the
+# good ones carry on; server, config, lock and state failures get their
+# own exit codes and touch nothing.
+. "$(dirname "$0")/lib.sh"
+
+# A malformed XML and an empty file fail; the good file is delivered.
+setup_case bad_files
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/good.xml"
+printf '<?xml version="1.0"?>\n<export><results><annotation url="x">\n' >"$REMOTE/inbox/broken.xml"
+: >"$REMOTE/inbox/empty.xml"
+printf '<!DOCTYPE export [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<export>&x;</export>\n' >"$REMOTE/inbox/doctype.xml"
+run_agent sync
+assert_eq 1 "$RC" "exit code with failed files"
+assert_contains "$STDOUT" "1 delivered" "summary delivered"
+assert_contains "$STDOUT" "3 failed" "summary failed"
+assert_exists "$REMOTE/archive/good.xml" "good file archived"
+for name in broken.xml empty.xml doctype.xml; do
+  assert_exists "$REMOTE/error/$name" "$name in the error folder"
+  assert_exists "$REMOTE/error/$name.reason.txt" "$name reason file"
+  assert_missing "$REMOTE/inbox/$name" "$name left the inbox"
+done
+assert_contains "$(cat "$REMOTE/error/empty.xml.reason.txt")" "empty file" "empty reason"
+assert_contains "$(cat "$REMOTE/error/broken.xml.reason.txt")" "line" "broken reason gives the line"
+assert_contains "$(cat "$REMOTE/error/doctype.xml.reason.txt")" "DOCTYPE" "doctype reason"
+assert_contains "$STDERR" "failed 'broken.xml'" "log names the file"
+assert_eq 1 "$(count_files "$OUT" '*.json')" "only the good file has output"
+assert_not_contains "$(cat "$OUT"/*.json)" "root:" "no local file leaked"
+run_agent status
+assert_contains "$STDOUT" "failed     3" "status counts failures"
+assert_contains "$STDOUT" "empty.xml: empty file" "status lists the reason"
+
+# A changed host key: exit 3, both fingerprints, nothing touched.
+setup_case host_key_changed
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
+ssh-keygen -q -t ed25519 -N '' -f "$LOCAL/other_key"
+echo "[$SSHD_HOST]:$SSHD_PORT $(cut -d' ' -f1,2 "$LOCAL/other_key.pub")" >"$LOCAL/known_hosts"
+write_config "server.known_hosts = $LOCAL/known_hosts"
+run_agent sync
+assert_eq 3 "$RC" "exit code for a changed host key"
+assert_contains "$STDERR" "$(ssh-keygen -lf "$LOCAL/other_key.pub" | cut -d' ' -f2)" "expected fingerprint shown"
+assert_contains "$STDERR" "$HOSTKEY_SHA256_ED25519" "presented fingerprint shown"
+assert_exists "$REMOTE/inbox/rossum_export_single.xml" "inbox untouched"
+assert_eq 0 "$(count_files "$OUT")" "no output"
+
+# An unknown host and a wrong pin are refused too.
+setup_case host_key_unknown
+: >"$LOCAL/empty_known_hosts"
+write_config "server.known_hosts = $LOCAL/empty_known_hosts"
+run_agent sync
+assert_eq 3 "$RC" "exit code for an unknown host"
+assert_contains "$STDERR" "$HOSTKEY_SHA256_ED25519" "unknown host shows the fingerprint"
+write_config "server.host_key_sha256 = SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+run_agent check
+assert_eq 3 "$RC" "exit code for a wrong pin"
+
+# A key the server does not accept: exit 3.
+setup_case auth_rejected
+ssh-keygen -q -t ed25519 -N '' -f "$LOCAL/stranger"
+write_config "server.private_key = $LOCAL/stranger"
+run_agent sync
+assert_eq 3 "$RC" "exit code for a rejected key"
+assert_contains "$STDERR" "$SSHD_USER" "auth error names the user"
+
+# Nothing listens: exit 3 quickly.
+setup_case no_server
+sed -i "s/^port = .*/port = 1/" "$CONFIG"
+run_agent sync
+assert_eq 3 "$RC" "exit code without a server"
+
+# A config error: exit 2 with file and line.
+setup_case bad_config
+echo "colour = blue" >>"$CONFIG"
+run_agent sync
+assert_eq 2 "$RC" "exit code for an unknown key"
+assert_contains "$STDERR" "$CONFIG:$(wc -l <"$CONFIG"): unknown key 'colour'" "config error names file and line"
+setup_case secret_in_config
+sed -i "s/^\[server\]$/[server]\npassword = hunter2/" "$CONFIG"
+run_agent check
+assert_eq 2 "$RC" "exit code for a password in the config"
+assert_contains "$STDERR" "password_file" "message names password_file"
+assert_not_contains "$STDERR" "hunter2" "secret not logged"
+run_agent --bogus
+assert_eq 2 "$RC" "exit code for an unknown option"
+
+# Another agent holds the lock: exit 5.
+setup_case locked
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
+mkdir -p "$STATE"
+flock "$STATE/lock" sleep 30 &
+holder=$!
+sleep 0.5
+run_agent sync
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+assert_eq 5 "$RC" "exit code while locked"
+assert_contains "$STDERR" "another agent" "lock message"
+assert_exists "$REMOTE/inbox/rossum_export_single.xml" "locked run touched nothing"
+
+# The manifest is gone after earlier runs: exit 6, no redelivery.
+setup_case state_lost
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
+run_agent sync
+assert_eq 0 "$RC" "first run"
+rm -f "$STATE/manifest.mdb"
+cp "$TEST_DATA_DIR/rossum_export_multi.xml" "$REMOTE/inbox/"
+run_agent sync
+assert_eq 6 "$RC" "exit code with a lost manifest"
+assert_contains "$STDERR" "rebuild-manifest" "message names the way out"
+assert_exists "$REMOTE/inbox/rossum_export_multi.xml" "nothing taken without a manifest"
+
+finish

@@ -1,0 +1,563 @@
+/* Unit tests for output.c: the JSON document frame, the source object
+ * (with names that are not valid UTF-8), atomic publishing and abort.
+ * Every test writes into a fresh temporary folder. */
+#include "agent/output.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define DIR_SIZE 256
+#define PATH_SIZE 512
+
+#define SHA256_HEX                                                             \
+  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+struct fixture {
+  char dir[DIR_SIZE];
+  struct ag_error err;
+};
+
+static void remove_tree(const char *path)
+{
+  struct stat info;
+
+  if (lstat(path, &info) != 0)
+    return;
+  if (S_ISDIR(info.st_mode)) {
+    DIR *dir = opendir(path);
+    struct dirent *entry;
+
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+      char child[PATH_SIZE];
+
+      if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+        continue;
+      snprintf(child, sizeof(child), "%s/%s", path, entry->d_name);
+      remove_tree(child);
+    }
+    if (dir != NULL)
+      closedir(dir);
+    rmdir(path);
+    return;
+  }
+  unlink(path);
+}
+
+static int setup(void **state)
+{
+  struct fixture *f = calloc(1, sizeof(*f));
+  const char *tmp = getenv("TMPDIR");
+
+  if (f == NULL)
+    return -1;
+  snprintf(f->dir, sizeof(f->dir), "%s/test_output.XXXXXX",
+           tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+  if (mkdtemp(f->dir) == NULL) {
+    free(f);
+    return -1;
+  }
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fixture *f = *state;
+
+  remove_tree(f->dir);
+  free(f);
+  return 0;
+}
+
+/* Store the names in dir, except "." and "..", and return how many there
+ * are. Stores at most name_count names. */
+static size_t list_dir(const char *dir, char names[][256], size_t name_count)
+{
+  DIR *handle = opendir(dir);
+  struct dirent *entry;
+  size_t count = 0;
+
+  assert_non_null(handle);
+  while ((entry = readdir(handle)) != NULL) {
+    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+      continue;
+    if (count < name_count)
+      snprintf(names[count], 256, "%s", entry->d_name);
+    count++;
+  }
+  closedir(handle);
+  return count;
+}
+
+static char *read_text(const char *path)
+{
+  FILE *file = fopen(path, "rb");
+  char *text = calloc(1, 65536);
+
+  assert_non_null(file);
+  assert_non_null(text);
+  size_t len = fread(text, 1, 65535, file);
+  text[len] = '\0';
+  fclose(file);
+  return text;
+}
+
+/* A source for rel (raw bytes) below inbox, with fixed size and time. */
+static struct output_source make_source(const char *inbox, const void *rel,
+                                        size_t rel_len)
+{
+  struct output_source src = {
+      .inbox = inbox,
+      .rel = rel,
+      .rel_len = rel_len,
+      .size = 5000000000ULL,
+      .mtime = 1700000000,
+      .sha256 = SHA256_HEX,
+      .format = "xml",
+  };
+
+  return src;
+}
+
+/* Write a document with the given items and commit it as name. */
+static void write_document(struct fixture *f, const struct output_source *src,
+                           const char *list_name, json_t *const items[],
+                           size_t item_count, const char *name)
+{
+  struct output_doc *doc = NULL;
+
+  assert_int_equal(output_begin(f->dir, src, &doc, &f->err), AG_OK);
+  assert_non_null(doc);
+  const struct export_sink *sink = output_sink(doc);
+  assert_int_equal(sink->begin(sink->ctx, list_name, &f->err), AG_OK);
+  for (size_t i = 0; i < item_count; i++)
+    assert_int_equal(sink->item(sink->ctx, items[i], &f->err), AG_OK);
+  assert_int_equal(output_item_count(doc), item_count);
+  assert_int_equal(output_commit(doc, name, &f->err), AG_OK);
+}
+
+/* Load dir/name as JSON. The caller releases the value. */
+static json_t *load_document(const struct fixture *f, const char *name)
+{
+  char path[PATH_SIZE];
+  json_error_t error;
+
+  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  json_t *document = json_load_file(path, 0, &error);
+  if (document == NULL)
+    fail_msg("%s is not valid JSON: %s at line %d", path, error.text,
+             error.line);
+  return document;
+}
+
+/* Fail with both documents shown unless they are equal. */
+static void assert_json_equal(json_t *actual, json_t *expected)
+{
+  if (json_equal(actual, expected))
+    return;
+
+  char *actual_text = json_dumps(actual, JSON_SORT_KEYS);
+  char *expected_text = json_dumps(expected, JSON_SORT_KEYS);
+  print_error("actual:   %s\nexpected: %s\n", actual_text, expected_text);
+  free(actual_text);
+  free(expected_text);
+  fail();
+}
+
+/* The source object for the fixed size, time and hash of make_source(). */
+static json_t *expected_source(const char *path, const char *name)
+{
+  return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "path", path, "name", name,
+                   "size", (json_int_t)5000000000LL, "mtime",
+                   "2023-11-14T22:13:20Z", "sha256", SHA256_HEX, "format",
+                   "xml");
+}
+
+static void test_document_items(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "sub/invoice-1.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  json_t *items[] = {
+      json_pack("{s:i, s:s}", "id", 1, "status", "exported"),
+      json_pack("{s:i, s:s, s:[i, i]}", "id", 2, "note",
+                "\xc4\x8d\xc3\xa1stka \"quoted\"\n", "pages", 1, 2),
+      json_pack("{s:i, s:n}", "id", 3, "empty"),
+  };
+
+  write_document(f, &src, "annotations", items, 3, "invoice-1.json");
+
+  json_t *document = load_document(f, "invoice-1.json");
+  json_t *expected =
+      json_pack("{s:i, s:o, s:[O, O, O]}", "format_version", 1, "source",
+                expected_source("/export/sub/invoice-1.xml", "invoice-1.xml"),
+                "annotations", items[0], items[1], items[2]);
+  assert_json_equal(document, expected);
+  json_decref(expected);
+  json_decref(document);
+  for (size_t i = 0; i < 3; i++)
+    json_decref(items[i]);
+}
+
+static void test_document_frame(void **state)
+{
+  struct fixture *f = *state;
+  char path[PATH_SIZE];
+  const char rel[] = "a.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  json_t *item = json_pack("{s:i}", "id", 1);
+
+  write_document(f, &src, "annotations", &item, 1, "a.json");
+  json_decref(item);
+
+  /* format_version comes first, so a reader can check it before
+   * anything else, and the file ends with a newline. */
+  snprintf(path, sizeof(path), "%s/a.json", f->dir);
+  char *text = read_text(path);
+  const char *head = "{\"format_version\":1,\"source\":{\"path\":";
+  assert_memory_equal(text, head, strlen(head));
+  size_t len = strlen(text);
+  assert_true(len > 0);
+  assert_int_equal(text[len - 1], '\n');
+  free(text);
+}
+
+static void test_document_no_items(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "empty.csv";
+  struct output_source src = make_source("/in", rel, sizeof(rel) - 1);
+
+  src.format = "csv";
+  write_document(f, &src, "records", NULL, 0, "empty.json");
+
+  json_t *document = load_document(f, "empty.json");
+  json_t *source = expected_source("/in/empty.csv", "empty.csv");
+  json_object_set_new(source, "format", json_string("csv"));
+  json_t *expected = json_pack("{s:i, s:o, s:[]}", "format_version", 1,
+                               "source", source, "records");
+  assert_json_equal(document, expected);
+  json_decref(expected);
+  json_decref(document);
+}
+
+static void test_invalid_utf8_name(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "sub/bad\xffname.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "bad.json");
+
+  json_t *document = load_document(f, "bad.json");
+  json_t *source =
+      expected_source("/export/sub/bad%FFname.xml", "bad%FFname.xml");
+  /* base64 of the bytes "bad\xffname.xml" */
+  json_object_set_new(source, "name_raw", json_string("YmFk/25hbWUueG1s"));
+  json_t *expected = json_pack("{s:i, s:o, s:[]}", "format_version", 1,
+                               "source", source, "annotations");
+  assert_json_equal(document, expected);
+  json_decref(expected);
+  json_decref(document);
+}
+
+static void test_truncated_utf8_name(void **state)
+{
+  struct fixture *f = *state;
+  /* A two-byte sequence cut after its lead byte, at the end of the name. */
+  const char rel[] = "x\xc3";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "cut.json");
+
+  json_t *document = load_document(f, "cut.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "name")),
+                      "x%C3");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/export/x%C3");
+  assert_string_equal(json_string_value(json_object_get(source, "name_raw")),
+                      "eMM=");
+  json_decref(document);
+}
+
+static void test_invalid_folder_only(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "b\xe9/x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "folder.json");
+
+  /* Only the base name gets name_raw, and the path shows the escape. */
+  json_t *document = load_document(f, "folder.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/export/b%E9/x.xml");
+  assert_string_equal(json_string_value(json_object_get(source, "name")),
+                      "x.xml");
+  assert_null(json_object_get(source, "name_raw"));
+  json_decref(document);
+}
+
+static void test_valid_utf8_name(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "\xc5\xbd"
+                     "aloba.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "valid.json");
+
+  json_t *document = load_document(f, "valid.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "name")),
+                      "\xc5\xbd"
+                      "aloba.xml");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/export/\xc5\xbd"
+                      "aloba.xml");
+  assert_null(json_object_get(source, "name_raw"));
+  json_decref(document);
+}
+
+static void test_nul_in_name(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "a\0b.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "nul.json");
+
+  /* A NUL byte must neither end the name early nor reach the JSON. */
+  json_t *document = load_document(f, "nul.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "name")),
+                      "a%00b.xml");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/export/a%00b.xml");
+  json_decref(document);
+}
+
+static void test_root_inbox(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "x.json");
+
+  json_t *document = load_document(f, "x.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/x.xml");
+  assert_string_equal(json_string_value(json_object_get(source, "name")),
+                      "x.xml");
+  json_decref(document);
+}
+
+static void test_invalid_utf8_inbox(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/in\xff", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "x.json");
+
+  json_t *document = load_document(f, "x.json");
+  json_t *source = json_object_get(document, "source");
+  assert_string_equal(json_string_value(json_object_get(source, "path")),
+                      "/in%FF/x.xml");
+  assert_null(json_object_get(source, "name_raw"));
+  json_decref(document);
+}
+
+static void test_temp_name_while_open(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+  char names[4][256];
+
+  assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
+  assert_int_equal(list_dir(f->dir, names, 4), 1);
+  size_t len = strlen(names[0]);
+  assert_int_equal(names[0][0], '.');
+  assert_true(len > 4);
+  assert_string_equal(names[0] + len - 4, ".tmp");
+
+  const struct export_sink *sink = output_sink(doc);
+  assert_int_equal(sink->begin(sink->ctx, "annotations", &f->err), AG_OK);
+  assert_int_equal(output_commit(doc, "x.json", &f->err), AG_OK);
+  assert_int_equal(list_dir(f->dir, names, 4), 1);
+  assert_string_equal(names[0], "x.json");
+}
+
+static void test_output_mode(void **state)
+{
+  struct fixture *f = *state;
+  char path[PATH_SIZE];
+  struct stat info;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+
+  write_document(f, &src, "annotations", NULL, 0, "x.json");
+  snprintf(path, sizeof(path), "%s/x.json", f->dir);
+  assert_int_equal(stat(path, &info), 0);
+  assert_int_equal(info.st_mode & 0777, 0640);
+}
+
+static void test_abort_removes_temp(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+  json_t *item = json_pack("{s:i}", "id", 1);
+  char names[4][256];
+
+  assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
+  const struct export_sink *sink = output_sink(doc);
+  assert_int_equal(sink->begin(sink->ctx, "annotations", &f->err), AG_OK);
+  assert_int_equal(sink->item(sink->ctx, item, &f->err), AG_OK);
+  json_decref(item);
+  output_abort(doc);
+  assert_int_equal(list_dir(f->dir, names, 4), 0);
+}
+
+static void test_abort_null(void **state)
+{
+  (void)state;
+  output_abort(NULL);
+}
+
+static void test_commit_without_list(void **state)
+{
+  struct fixture *f = *state;
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+  char names[4][256];
+
+  /* A parser that never called begin() produced no document. */
+  assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
+  assert_int_equal(output_commit(doc, "x.json", &f->err), AG_EPARSE);
+  assert_int_equal(list_dir(f->dir, names, 4), 0);
+}
+
+static void test_commit_replaces(void **state)
+{
+  struct fixture *f = *state;
+  char path[PATH_SIZE];
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  json_t *item = json_pack("{s:s}", "id", "new");
+  char names[4][256];
+
+  snprintf(path, sizeof(path), "%s/x.json", f->dir);
+  FILE *file = fopen(path, "w");
+  assert_non_null(file);
+  assert_true(fputs("old content", file) >= 0);
+  assert_int_equal(fclose(file), 0);
+
+  write_document(f, &src, "annotations", &item, 1, "x.json");
+  json_decref(item);
+
+  assert_int_equal(list_dir(f->dir, names, 4), 1);
+  json_t *document = load_document(f, "x.json");
+  json_t *items = json_object_get(document, "annotations");
+  assert_int_equal(json_array_size(items), 1);
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(items, 0), "id")),
+      "new");
+  json_decref(document);
+}
+
+static void test_commit_missing_folder(void **state)
+{
+  struct fixture *f = *state;
+  char dir[PATH_SIZE];
+  const char rel[] = "x.xml";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+
+  snprintf(dir, sizeof(dir), "%s/missing", f->dir);
+  assert_int_equal(output_begin(dir, &src, &doc, &f->err), AG_ELOCAL);
+  assert_null(doc);
+  if (strstr(f->err.message, dir) == NULL)
+    fail_msg("expected \"%s\" in \"%s\"", dir, f->err.message);
+}
+
+static void test_format_time_epoch(void **state)
+{
+  char text[32];
+
+  (void)state;
+  output_format_time(0, text, sizeof(text));
+  assert_string_equal(text, "1970-01-01T00:00:00Z");
+}
+
+static void test_format_time_known(void **state)
+{
+  char text[32];
+
+  (void)state;
+  output_format_time(1700000000, text, sizeof(text));
+  assert_string_equal(text, "2023-11-14T22:13:20Z");
+  output_format_time(951782400, text, sizeof(text));
+  assert_string_equal(text, "2000-02-29T00:00:00Z");
+  output_format_time(-1, text, sizeof(text));
+  assert_string_equal(text, "1969-12-31T23:59:59Z");
+}
+
+static void test_format_time_min_buffer(void **state)
+{
+  char text[21];
+
+  (void)state;
+  output_format_time(1700000000, text, sizeof(text));
+  assert_string_equal(text, "2023-11-14T22:13:20Z");
+}
+
+#define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      TEST(test_document_items),
+      TEST(test_document_frame),
+      TEST(test_document_no_items),
+      TEST(test_invalid_utf8_name),
+      TEST(test_truncated_utf8_name),
+      TEST(test_invalid_folder_only),
+      TEST(test_valid_utf8_name),
+      TEST(test_nul_in_name),
+      TEST(test_root_inbox),
+      TEST(test_invalid_utf8_inbox),
+      TEST(test_temp_name_while_open),
+      TEST(test_output_mode),
+      TEST(test_abort_removes_temp),
+      TEST(test_abort_null),
+      TEST(test_commit_without_list),
+      TEST(test_commit_replaces),
+      TEST(test_commit_missing_folder),
+      cmocka_unit_test(test_format_time_epoch),
+      cmocka_unit_test(test_format_time_known),
+      cmocka_unit_test(test_format_time_min_buffer),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
