@@ -45,8 +45,44 @@ static char *join_local(const char *dir, const char *name)
   return path;
 }
 
-enum ag_code agent_open(const struct config *config, struct agent **out,
-                        struct ag_error *err)
+/* Remove downloads and outputs that a crashed run left half written. The
+ * state folder's lock guarantees that no other agent is writing them. */
+static void remove_stale_temps(struct agent *agent)
+{
+  int downloads = plat_remove_stale_temps(agent->download_dir, "download");
+  int outputs = plat_remove_stale_temps(agent->config->output_dir, ".incoming");
+
+  if (downloads > 0 || outputs > 0)
+    log_info("removed %d partial downloads and %d partial outputs left by "
+             "an earlier run",
+             downloads > 0 ? downloads : 0, outputs > 0 ? outputs : 0);
+}
+
+/* Open the manifest; with AGENT_REBUILD_MANIFEST, a lost one is set aside
+ * and replaced by a new, empty one. */
+static enum ag_code open_manifest(struct agent *agent, unsigned flags,
+                                  struct ag_error *err)
+{
+  const char *state_dir = agent->config->state_dir;
+  struct ag_error open_err = {0};
+  enum ag_code code = manifest_open(state_dir, &agent->manifest, &open_err);
+
+  if (code != AG_ESTATELOST || !(flags & AGENT_REBUILD_MANIFEST)) {
+    if (code != AG_OK)
+      ag_error_set(err, code, "%s", open_err.message);
+    return code;
+  }
+  log_warn("%s", open_err.message);
+  log_warn("--rebuild-manifest: setting the old manifest aside and starting "
+           "a new one; files still in the inbox will be delivered again");
+  code = manifest_set_aside(state_dir, err);
+  if (code == AG_OK)
+    code = manifest_open(state_dir, &agent->manifest, err);
+  return code;
+}
+
+enum ag_code agent_open(const struct config *config, unsigned flags,
+                        struct agent **out, struct ag_error *err)
 {
   struct agent *agent = calloc(1, sizeof(*agent));
   char *lock_path = NULL;
@@ -73,7 +109,9 @@ enum ag_code agent_open(const struct config *config, struct agent **out,
   if (code == AG_OK)
     code = plat_mkdirs(config->output_dir, err);
   if (code == AG_OK)
-    code = manifest_open(config->state_dir, &agent->manifest, err);
+    code = open_manifest(agent, flags, err);
+  if (code == AG_OK)
+    remove_stale_temps(agent);
 
 out:
   free(lock_path);
@@ -170,6 +208,7 @@ struct listing {
   size_t count;
   size_t capacity;
   int64_t now_ms;
+  bool report_settling; /* log each file that is still changing */
   struct ag_error *err;
 };
 
@@ -260,6 +299,11 @@ static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
     return ag_error_set(listing->err, AG_ENOMEM, "out of memory");
   if (stable == 0) {
     listing->summary->settling++;
+    if (listing->report_settling)
+      log_info("'%s' is still changing; it is taken once its size and mtime "
+               "hold still for %d s",
+               log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
+               config->stable_seconds);
     return AG_OK;
   }
   return add_candidate(listing, entry);
@@ -340,6 +384,7 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
     log_info("waiting %d s for %zu files to settle", config->stable_seconds,
              summary->settling);
     plat_sleep_ms((int64_t)config->stable_seconds * 1000);
+    listing.report_settling = true;
     code = list_inbox(agent, &listing);
   }
   if (code != AG_OK)

@@ -21,6 +21,7 @@ struct options {
   const char *command;
   const char *config_path;
   int verbose;
+  int rebuild_manifest;
 };
 
 static void usage(FILE *out)
@@ -39,6 +40,9 @@ static void usage(FILE *out)
           "Options:\n"
           "  -c, --config FILE  config file (default: %s)\n"
           "  -v, --verbose      log protocol detail (log_level = debug)\n"
+          "  --rebuild-manifest with sync: when the manifest is lost, set it\n"
+          "                     aside and start a new one; files still in\n"
+          "                     the inbox are delivered again\n"
           "  -h, --help         show this help\n"
           "  -V, --version      show the version\n"
           "\n"
@@ -72,6 +76,8 @@ static int parse_arguments(int argc, char **argv, struct options *opts)
         return EXIT_USAGE;
       }
       opts->config_path = argv[++i];
+    } else if (strcmp(arg, "--rebuild-manifest") == 0) {
+      opts->rebuild_manifest = 1;
     } else if (strncmp(arg, "--config=", 9) == 0) {
       opts->config_path = arg + 9;
     } else if (arg[0] == '-') {
@@ -105,12 +111,14 @@ static void print_summary(const struct agent_summary *summary)
          (unsigned long long)summary->bytes);
 }
 
-static int run_sync(const struct config *config, struct ag_error *err)
+static int run_sync(const struct config *config, const struct options *opts,
+                    struct ag_error *err)
 {
   struct agent *agent = NULL;
   struct agent_summary summary = {0};
+  unsigned flags = opts->rebuild_manifest ? AGENT_REBUILD_MANIFEST : 0;
 
-  if (agent_open(config, &agent, err) != AG_OK)
+  if (agent_open(config, flags, &agent, err) != AG_OK)
     return ag_exit_code(err->code);
   enum ag_code code = agent_sync(agent, &summary, err);
   agent_close(agent);
@@ -135,7 +143,7 @@ static int run_command(const struct options *opts)
   log_set_level(opts->verbose ? LOG_LEVEL_DEBUG : config->log_level);
 
   if (strcmp(opts->command, "sync") == 0)
-    status = run_sync(config, &err);
+    status = run_sync(config, opts, &err);
   else if (strcmp(opts->command, "check") == 0)
     status = ag_exit_code(agent_check(config, stdout, &err));
   else
@@ -167,6 +175,11 @@ int main(int argc, char **argv)
   if (strcmp(opts.command, "version") == 0) {
     printf("rossum-sftp-agent %s\n", AGENT_VERSION);
     return 0;
+  }
+  if (opts.rebuild_manifest && strcmp(opts.command, "sync") != 0) {
+    fprintf(stderr,
+            "rossum-sftp-agent: --rebuild-manifest works only with sync\n");
+    return EXIT_USAGE;
   }
   if (strcmp(opts.command, "sync") != 0 && strcmp(opts.command, "check") != 0 &&
       strcmp(opts.command, "status") != 0) {

@@ -1190,3 +1190,48 @@ enum ag_code manifest_counts(struct manifest *manifest,
     counts[i] = 0;
   return manifest_foreach(manifest, count_record, counts, err);
 }
+
+/* Rename path to path + suffix when it exists. */
+static enum ag_code rename_aside(const char *path, const char *suffix,
+                                 struct ag_error *err)
+{
+  size_t size = strlen(path) + strlen(suffix) + 1;
+  char *target = malloc(size);
+  enum ag_code code = AG_OK;
+
+  if (target == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  snprintf(target, size, "%s%s", path, suffix);
+  if (rename(path, target) != 0 && errno != ENOENT)
+    code = ag_error_set(err, AG_ELOCAL, "cannot rename '%s' to '%s': %s", path,
+                        target, strerror(errno));
+  free(target);
+  return code;
+}
+
+enum ag_code manifest_set_aside(const char *state_dir, struct ag_error *err)
+{
+  char suffix[40];
+  char *db_path = join_path(state_dir, MANIFEST_FILE);
+  char *lock_path = join_path(state_dir, MANIFEST_FILE "-lock");
+  char *marker_path = join_path(state_dir, MARKER_FILE);
+  enum ag_code code = AG_OK;
+
+  if (db_path == NULL || lock_path == NULL || marker_path == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+  snprintf(suffix, sizeof(suffix), ".broken-%lld", (long long)time(NULL));
+  code = rename_aside(db_path, suffix, err);
+  if (code == AG_OK)
+    code = rename_aside(lock_path, suffix, err);
+  if (code == AG_OK && unlink(marker_path) != 0 && errno != ENOENT)
+    code = ag_error_set(err, AG_ELOCAL, "cannot remove '%s': %s", marker_path,
+                        strerror(errno));
+
+out:
+  free(db_path);
+  free(lock_path);
+  free(marker_path);
+  return code;
+}

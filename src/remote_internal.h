@@ -1,14 +1,30 @@
-/* Private interface between remote.c (session and SFTP) and
- * remote_hostkey.c (host key verification). Not part of the public API. */
+/* Private interface of the remote module, shared by its files:
+ *   remote.c          session lifecycle: TCP, handshake, connect, close
+ *   remote_auth.c     user authentication
+ *   remote_error.c    libssh2 and SFTP errors as ag_code and messages
+ *   remote_hostkey.c  host key verification
+ *   remote_list.c     folder listing
+ *   remote_sftp.c     stat, download, rename, delete, mkdir, create
+ * Not part of the public API. */
 #ifndef AGENT_REMOTE_INTERNAL_H
 #define AGENT_REMOTE_INTERNAL_H
 
 #include <libssh2.h>
+#include <libssh2_sftp.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "agent/config.h"
 #include "agent/error.h"
+#include "agent/remote.h"
+
+/* Maximum length of a remote path in bytes. Linux, where most SFTP servers
+ * run, limits paths to 4096 bytes including the NUL. */
+#define REMOTE_PATH_MAX 4095
+
+/* Escaped remote paths in messages are cut to this size. */
+#define REMOTE_SHOWN_PATH_SIZE 320
 
 /* "SHA256:" plus 43 base64 characters, the NUL and some room. */
 #define REMOTE_FINGERPRINT_SIZE 64
@@ -60,5 +76,67 @@ enum ag_code remote_hostkey_verify(LIBSSH2_SESSION *session,
 
 /* Free what remote_hostkey_prepare() loaded. Accepts a zeroed struct. */
 void remote_known_hosts_free(struct remote_known_hosts *known);
+
+/* ---- Session (remote.c) ---------------------------------------------- */
+
+/* One SSH session with its SFTP channel, the handle that agent/remote.h
+ * declares opaque. */
+struct remote {
+  LIBSSH2_SESSION *session;
+  LIBSSH2_SFTP *sftp;
+  int socket;
+  bool handshake_done;
+  int timeout;        /* seconds */
+  char endpoint[300]; /* "host:port" for messages, escaped */
+  char user[128];     /* user name for messages, escaped */
+  struct remote_host_key host_key;
+};
+
+/* ---- Authentication (remote_auth.c) ----------------------------------- */
+
+/* Authenticate as config->user with the methods the config sets. The
+ * error names the methods tried and those the server allows, and never
+ * the passphrase or password. Returns AG_EAUTH when no configured method
+ * succeeds. A failed libssh2 call is reported by remote_fail_call(), as
+ * AG_ECONNECT, AG_ETIMEDOUT, AG_ENOMEM or AG_EAUTH. */
+enum ag_code remote_authenticate(struct remote *remote,
+                                 const struct config *config,
+                                 struct ag_error *err);
+
+/* ---- Errors (remote_error.c) ------------------------------------------ */
+
+/* Return whether the libssh2 error rc means the connection is unusable.
+ * LIBSSH2_ERROR_TIMEOUT is not one of them. */
+bool remote_is_connection_error(int rc);
+
+/* Record an SFTP status reply for the request described by what, such as
+ * "stat '/inbox/a.xml'". Returns the code stored in err. */
+enum ag_code remote_fail_status(struct remote *remote, unsigned long status,
+                                const char *what, struct ag_error *err);
+
+/* Record the failure rc of a libssh2 call for the request described by
+ * what. Codes that name no connection, timeout or SFTP status become
+ * fallback. Returns the code stored in err. */
+enum ag_code remote_fail_call(struct remote *remote, int rc, const char *what,
+                              enum ag_code fallback, struct ag_error *err);
+
+/* Record the failure rc of an SFTP request of the given kind on path, as
+ * remote_fail_call() with fallback AG_EREMOTE. */
+enum ag_code remote_fail_path(struct remote *remote, int rc,
+                              const char *operation, const char *path,
+                              struct ag_error *err);
+
+/* Reject paths that are empty or longer than REMOTE_PATH_MAX with
+ * AG_EREMOTE. operation names the request in the message. */
+enum ag_code remote_check_path(struct remote *remote, const char *operation,
+                               const char *path, struct ag_error *err);
+
+/* ---- Listing (remote_list.c) ------------------------------------------ */
+
+/* Fill entry from attrs. rel is stored as given, not copied. Missing size
+ * or mtime become 0, and missing permission bits make the kind
+ * REMOTE_OTHER. */
+void remote_fill_entry(struct remote_entry *entry, const char *rel,
+                       size_t rel_len, const LIBSSH2_SFTP_ATTRIBUTES *attrs);
 
 #endif

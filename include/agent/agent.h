@@ -30,12 +30,20 @@ struct agent_summary {
   uint64_t bytes;    /* bytes downloaded */
 };
 
+/* Flags for agent_open(). */
+enum agent_open_flags {
+  /* When the manifest is lost or unreadable, set it aside and start a new
+   * one. Files still in the inbox are then delivered again. */
+  AGENT_REBUILD_MANIFEST = 1
+};
+
 /* Prepare the agent for config: create the state and output folders,
- * lock the state folder and open the manifest. config must outlive the
- * agent. Errors: AG_ELOCKED when another agent holds the lock,
- * AG_ESTATELOST, AG_ESTATE, AG_ELOCAL. */
-enum ag_code agent_open(const struct config *config, struct agent **out,
-                        struct ag_error *err);
+ * lock the state folder and open the manifest. flags is 0 or
+ * AGENT_REBUILD_MANIFEST. config must outlive the agent. Errors:
+ * AG_ELOCKED when another agent holds the lock, AG_ESTATELOST, AG_ESTATE,
+ * AG_ELOCAL. */
+enum ag_code agent_open(const struct config *config, unsigned flags,
+                        struct agent **out, struct ag_error *err);
 
 /* Disconnect, close the manifest and release the lock. Accepts NULL. */
 void agent_close(struct agent *agent);

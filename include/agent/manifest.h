@@ -55,6 +55,13 @@ struct manifest;
 enum ag_code manifest_open(const char *state_dir, struct manifest **out,
                            struct ag_error *err);
 
+/* Move a lost or unreadable manifest out of the way so that the next
+ * manifest_open() starts afresh: manifest.mdb and its lock file are
+ * renamed with the suffix ".broken-<Unix time>", and the marker is
+ * removed. Files that are missing are fine. Must not be called while the
+ * manifest is open. Error: AG_ELOCAL, naming the file. */
+enum ag_code manifest_set_aside(const char *state_dir, struct ag_error *err);
+
 /* Close the manifest. Accepts NULL. */
 void manifest_close(struct manifest *manifest);
 

@@ -39,6 +39,11 @@ enum ag_code plat_create_temp(const char *dir, const char *prefix,
 enum ag_code plat_share_with_group(FILE *file, const char *path,
                                    struct ag_error *err);
 
+/* Remove the files in dir that plat_create_temp() made with prefix and
+ * that a crashed run left behind. Returns how many were removed, or -1
+ * when dir cannot be read. */
+int plat_remove_stale_temps(const char *dir, const char *prefix);
+
 /* Flush stdio buffers, fsync and close file. The file is closed in every
  * case. Error messages name path. */
 enum ag_code plat_sync_close(FILE *file, const char *path,

@@ -1,6 +1,7 @@
 /* POSIX implementation of agent/platform.h. */
 #include "agent/platform.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -112,6 +113,29 @@ enum ag_code plat_create_temp(const char *dir, const char *prefix,
   }
   *path_out = path;
   return AG_OK;
+}
+
+int plat_remove_stale_temps(const char *dir, const char *prefix)
+{
+  DIR *folder = opendir(dir);
+  size_t prefix_len = strlen(prefix);
+  int removed = 0;
+
+  if (folder == NULL)
+    return -1;
+  for (struct dirent *entry = readdir(folder); entry != NULL;
+       entry = readdir(folder)) {
+    size_t len = strlen(entry->d_name);
+    if (len <= prefix_len + 4 ||
+        strncmp(entry->d_name, prefix, prefix_len) != 0 ||
+        entry->d_name[prefix_len] != '.' ||
+        strcmp(entry->d_name + len - 4, ".tmp") != 0)
+      continue;
+    if (unlinkat(dirfd(folder), entry->d_name, 0) == 0)
+      removed++;
+  }
+  closedir(folder);
+  return removed;
 }
 
 enum ag_code plat_share_with_group(FILE *file, const char *path,

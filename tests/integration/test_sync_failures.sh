@@ -30,6 +30,14 @@ run_agent status
 assert_contains "$STDOUT" "failed     3" "status counts failures"
 assert_contains "$STDOUT" "empty.xml: empty file" "status lists the reason"
 
+# Partial files from a crashed run are removed at the next start.
+touch "$OUT/.incoming.AbC123.tmp" "$STATE/tmp/download.XyZ789.tmp" "$OUT/keep.tmp"
+run_agent sync
+assert_missing "$OUT/.incoming.AbC123.tmp" "partial output removed"
+assert_missing "$STATE/tmp/download.XyZ789.tmp" "partial download removed"
+assert_exists "$OUT/keep.tmp" "other files in the output folder kept"
+assert_contains "$STDERR" "removed 1 partial downloads and 1 partial outputs" "removal logged"
+
 # A changed host key: exit 3, both fingerprints, nothing touched.
 setup_case host_key_changed
 cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
@@ -87,12 +95,10 @@ assert_eq 2 "$RC" "exit code for an unknown option"
 setup_case locked
 cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
 mkdir -p "$STATE"
-flock "$STATE/lock" sleep 30 &
-holder=$!
-sleep 0.5
+exec {lock_fd}>"$STATE/lock"
+flock -n "$lock_fd" || fail "could not take the lock for the test"
 run_agent sync
-kill "$holder" 2>/dev/null
-wait "$holder" 2>/dev/null
+exec {lock_fd}>&-
 assert_eq 5 "$RC" "exit code while locked"
 assert_contains "$STDERR" "another agent" "lock message"
 assert_exists "$REMOTE/inbox/rossum_export_single.xml" "locked run touched nothing"
@@ -108,5 +114,24 @@ run_agent sync
 assert_eq 6 "$RC" "exit code with a lost manifest"
 assert_contains "$STDERR" "rebuild-manifest" "message names the way out"
 assert_exists "$REMOTE/inbox/rossum_export_multi.xml" "nothing taken without a manifest"
+run_agent status
+assert_eq 6 "$RC" "status with a lost manifest"
+run_agent sync --rebuild-manifest
+assert_eq 0 "$RC" "sync --rebuild-manifest"
+assert_contains "$STDERR" "delivered again" "rebuild warns about redelivery"
+assert_exists "$REMOTE/archive/rossum_export_multi.xml" "rebuilt manifest takes new files"
+assert_exists "$STATE/manifest.mdb" "new manifest created"
+run_agent sync
+assert_eq 0 "$RC" "next sync after the rebuild"
+
+# An unreadable manifest is set aside, not deleted.
+head -c 8192 /dev/urandom >"$STATE/manifest.mdb"
+run_agent sync
+assert_eq 6 "$RC" "exit code with a garbage manifest"
+run_agent sync --rebuild-manifest
+assert_eq 0 "$RC" "rebuild over a garbage manifest"
+assert_eq 1 "$(count_files "$STATE" 'manifest.mdb.broken-*')" "garbage manifest kept aside"
+run_agent check --rebuild-manifest
+assert_eq 2 "$RC" "--rebuild-manifest only with sync"
 
 finish

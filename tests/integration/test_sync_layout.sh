@@ -95,6 +95,7 @@ run_agent sync
 wait "$writer"
 assert_eq 0 "$RC" "sync with a growing file"
 assert_contains "$STDOUT" "1 settling" "growing file reported"
+assert_contains "$STDERR" "'growing.xml' is still changing" "growing file named"
 assert_exists "$REMOTE/inbox/growing.xml" "growing file left alone"
 
 # max_files_per_poll takes the oldest first and defers the rest.

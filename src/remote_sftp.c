@@ -1,0 +1,408 @@
+/* SFTP operations on single files and folders: stat, download, rename,
+ * delete, create folders and create a new file. */
+#include "remote_internal.h"
+
+#include "agent/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes handed to the download callback at a time. libssh2 turns one read
+ * of this size into several pipelined 30000-byte SFTP requests, which
+ * hides the round trip time. */
+#define DOWNLOAD_BLOCK_SIZE (256 * 1024)
+
+static bool status_is_missing(unsigned long status)
+{
+  return status == LIBSSH2_FX_NO_SUCH_FILE || status == LIBSSH2_FX_NO_SUCH_PATH;
+}
+
+enum ag_code remote_stat(struct remote *remote, const char *path,
+                         struct remote_entry *entry, struct ag_error *err)
+{
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  enum ag_code code = remote_check_path(remote, "stat", path, err);
+  if (code != AG_OK)
+    return code;
+
+  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)strlen(path),
+                                LIBSSH2_SFTP_LSTAT, &attrs);
+  if (rc != 0)
+    return remote_fail_path(remote, rc, "stat", path, err);
+  remote_fill_entry(entry, NULL, 0, &attrs);
+  return AG_OK;
+}
+
+/* Store in *exists whether path exists, without following a final
+ * symbolic link. */
+static enum ag_code path_exists(struct remote *remote, const char *path,
+                                bool *exists, struct ag_error *err)
+{
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)strlen(path),
+                                LIBSSH2_SFTP_LSTAT, &attrs);
+
+  *exists = rc == 0;
+  if (rc == 0 || (rc == LIBSSH2_ERROR_SFTP_PROTOCOL &&
+                  status_is_missing(libssh2_sftp_last_error(remote->sftp))))
+    return AG_OK;
+  return remote_fail_path(remote, rc, "stat", path, err);
+}
+
+/* Fill block with up to DOWNLOAD_BLOCK_SIZE bytes. *filled is less than
+ * that only at the end of the file. */
+static enum ag_code read_block(struct remote *remote,
+                               LIBSSH2_SFTP_HANDLE *handle, const char *path,
+                               char *block, size_t *filled,
+                               struct ag_error *err)
+{
+  *filled = 0;
+  while (*filled < DOWNLOAD_BLOCK_SIZE) {
+    ssize_t got = libssh2_sftp_read(handle, block + *filled,
+                                    DOWNLOAD_BLOCK_SIZE - *filled);
+    if (got < 0)
+      return remote_fail_path(remote, (int)got, "read", path, err);
+    if (got == 0)
+      break;
+    *filled += (size_t)got;
+  }
+  return AG_OK;
+}
+
+/* Compare what was read and the open file's attributes with the listing.
+ * An attribute the server does not report is not compared. */
+static enum ag_code check_unchanged(struct remote *remote,
+                                    LIBSSH2_SFTP_HANDLE *handle,
+                                    const char *path, uint64_t read_size,
+                                    uint64_t expect_size, int64_t expect_mtime,
+                                    struct ag_error *err)
+{
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  char shown[REMOTE_SHOWN_PATH_SIZE];
+
+  log_escape(shown, sizeof(shown), path, strlen(path));
+  if (read_size != expect_size) {
+    return ag_error_set(err, AG_ECHANGED,
+                        "'%s' on %s changed during the download: read %" PRIu64
+                        " bytes, expected %" PRIu64,
+                        shown, remote->endpoint, read_size, expect_size);
+  }
+
+  int rc = libssh2_sftp_fstat_ex(handle, &attrs, 0);
+  if (rc != 0)
+    return remote_fail_path(remote, rc, "fstat", path, err);
+
+  if ((attrs.flags & LIBSSH2_SFTP_ATTR_SIZE) && attrs.filesize != expect_size) {
+    return ag_error_set(err, AG_ECHANGED,
+                        "'%s' on %s changed during the download: size is "
+                        "now %" PRIu64 " bytes, expected %" PRIu64,
+                        shown, remote->endpoint, (uint64_t)attrs.filesize,
+                        expect_size);
+  }
+  if ((attrs.flags & LIBSSH2_SFTP_ATTR_ACMODTIME) &&
+      (int64_t)attrs.mtime != expect_mtime) {
+    return ag_error_set(err, AG_ECHANGED,
+                        "'%s' on %s changed during the download: mtime is "
+                        "now %" PRId64 ", expected %" PRId64,
+                        shown, remote->endpoint, (int64_t)attrs.mtime,
+                        expect_mtime);
+  }
+  return AG_OK;
+}
+
+enum ag_code remote_download(struct remote *remote, const char *path,
+                             uint64_t expect_size, int64_t expect_mtime,
+                             remote_data_fn fn, void *ctx, struct ag_error *err)
+{
+  LIBSSH2_SFTP_HANDLE *handle = NULL;
+  uint64_t total = 0;
+  size_t filled = DOWNLOAD_BLOCK_SIZE;
+  char *block = NULL;
+  enum ag_code code = remote_check_path(remote, "download", path, err);
+  if (code != AG_OK)
+    return code;
+
+  block = malloc(DOWNLOAD_BLOCK_SIZE);
+  if (block == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory for a download");
+
+  handle = libssh2_sftp_open_ex(remote->sftp, path, (unsigned)strlen(path),
+                                LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE);
+  if (handle == NULL) {
+    code = remote_fail_path(remote, libssh2_session_last_errno(remote->session),
+                            "open", path, err);
+    goto out;
+  }
+
+  /* A block shorter than DOWNLOAD_BLOCK_SIZE marks the end of the file. */
+  while (filled == DOWNLOAD_BLOCK_SIZE) {
+    code = read_block(remote, handle, path, block, &filled, err);
+    if (code != AG_OK)
+      goto out;
+    total += filled;
+    /* Stop early instead of reading a file that keeps growing. */
+    if (total > expect_size)
+      break;
+    if (filled > 0)
+      code = fn(ctx, block, filled, err);
+    if (code != AG_OK)
+      goto out;
+  }
+  code = check_unchanged(remote, handle, path, total, expect_size, expect_mtime,
+                         err);
+
+out:
+  if (handle != NULL)
+    libssh2_sftp_close_handle(handle);
+  free(block);
+  return code;
+}
+
+/* Record that to exists, so from cannot be renamed onto it. */
+static enum ag_code report_target_exists(struct remote *remote,
+                                         const char *from, const char *to,
+                                         struct ag_error *err)
+{
+  char shown_from[REMOTE_SHOWN_PATH_SIZE];
+  char shown_to[REMOTE_SHOWN_PATH_SIZE];
+
+  log_escape(shown_from, sizeof(shown_from), from, strlen(from));
+  log_escape(shown_to, sizeof(shown_to), to, strlen(to));
+  return ag_error_set(err, AG_EEXIST,
+                      "cannot rename '%s' to '%s' on %s: the target exists. "
+                      "The agent never replaces remote files, so move or "
+                      "delete the target on the server",
+                      shown_from, shown_to, remote->endpoint);
+}
+
+/* Record the failure rc of renaming from to to. status is the SFTP status
+ * reply, or LIBSSH2_FX_OK when the call failed without one. */
+static enum ag_code fail_rename(struct remote *remote, int rc,
+                                unsigned long status, const char *from,
+                                const char *to, struct ag_error *err)
+{
+  char shown_from[REMOTE_SHOWN_PATH_SIZE];
+  char shown_to[REMOTE_SHOWN_PATH_SIZE];
+  char what[2 * REMOTE_SHOWN_PATH_SIZE + 32];
+
+  log_escape(shown_from, sizeof(shown_from), from, strlen(from));
+  log_escape(shown_to, sizeof(shown_to), to, strlen(to));
+  snprintf(what, sizeof(what), "rename '%s' to '%s'", shown_from, shown_to);
+  if (status != LIBSSH2_FX_OK)
+    return remote_fail_status(remote, status, what, err);
+  return remote_fail_call(remote, rc, what, AG_EREMOTE, err);
+}
+
+enum ag_code remote_rename(struct remote *remote, const char *from,
+                           const char *to, struct ag_error *err)
+{
+  bool exists = false;
+  enum ag_code code = remote_check_path(remote, "rename", from, err);
+  if (code == AG_OK)
+    code = remote_check_path(remote, "rename to", to, err);
+  if (code != AG_OK)
+    return code;
+
+  /* OpenSSH's server refuses to replace a file on rename, but servers that
+   * map SFTP rename to POSIX rename() replace it silently, so look first.
+   * NOTE: a file created at the target between this check and the rename
+   * is still replaced on such servers. */
+  code = path_exists(remote, to, &exists, err);
+  if (code != AG_OK)
+    return code;
+  if (exists)
+    return report_target_exists(remote, from, to, err);
+
+  /* Flags 0: no OVERWRITE. SFTP version 3 servers ignore the flags. */
+  int rc = libssh2_sftp_rename_ex(remote->sftp, from, (unsigned)strlen(from),
+                                  to, (unsigned)strlen(to), 0);
+  if (rc == 0)
+    return AG_OK;
+
+  /* OpenSSH reports an existing target as SSH_FX_FAILURE, so a failure
+   * with the target present means the target appeared meanwhile. */
+  unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
+                             ? libssh2_sftp_last_error(remote->sftp)
+                             : LIBSSH2_FX_OK;
+  if (status == LIBSSH2_FX_FAILURE ||
+      status == LIBSSH2_FX_FILE_ALREADY_EXISTS) {
+    code = path_exists(remote, to, &exists, err);
+    if (code != AG_OK)
+      return code;
+    if (exists)
+      return report_target_exists(remote, from, to, err);
+  }
+
+  return fail_rename(remote, rc, status, from, to, err);
+}
+
+enum ag_code remote_unlink(struct remote *remote, const char *path,
+                           struct ag_error *err)
+{
+  enum ag_code code = remote_check_path(remote, "delete", path, err);
+  if (code != AG_OK)
+    return code;
+
+  int rc = libssh2_sftp_unlink_ex(remote->sftp, path, (unsigned)strlen(path));
+  if (rc != 0)
+    return remote_fail_path(remote, rc, "delete", path, err);
+  return AG_OK;
+}
+
+/* Create the folder path unless it exists. Existing components are
+ * checked with stat, which follows symbolic links, because an archive
+ * folder is often a link to another volume. */
+static enum ag_code make_folder(struct remote *remote, const char *path,
+                                struct ag_error *err)
+{
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  unsigned len = (unsigned)strlen(path);
+
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int rc = libssh2_sftp_stat_ex(remote->sftp, path, len, LIBSSH2_SFTP_STAT,
+                                  &attrs);
+    if (rc == 0) {
+      /* Without permission bits the type is unknown, and a later mkdir
+       * below a file fails with its own error. */
+      if (!(attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ||
+          LIBSSH2_SFTP_S_ISDIR(attrs.permissions))
+        return AG_OK;
+      char shown[REMOTE_SHOWN_PATH_SIZE];
+      log_escape(shown, sizeof(shown), path, len);
+      return ag_error_set(err, AG_EREMOTE,
+                          "cannot create folder '%s' on %s: it exists and "
+                          "is not a folder. Remove it on the server or "
+                          "choose another folder in the config",
+                          shown, remote->endpoint);
+    }
+    if (rc != LIBSSH2_ERROR_SFTP_PROTOCOL ||
+        !status_is_missing(libssh2_sftp_last_error(remote->sftp)))
+      return remote_fail_path(remote, rc, "stat", path, err);
+
+    rc = libssh2_sftp_mkdir_ex(remote->sftp, path, len, 0750);
+    if (rc == 0)
+      return AG_OK;
+    /* Another client may have created it since the stat, so look again
+     * once before reporting the mkdir error. */
+    if (attempt == 1 || rc != LIBSSH2_ERROR_SFTP_PROTOCOL ||
+        libssh2_sftp_last_error(remote->sftp) != LIBSSH2_FX_FAILURE)
+      return remote_fail_path(remote, rc, "create folder", path, err);
+  }
+  return AG_OK;
+}
+
+enum ag_code remote_mkdirs(struct remote *remote, const char *dir,
+                           struct ag_error *err)
+{
+  char path[REMOTE_PATH_MAX + 1];
+  enum ag_code code = remote_check_path(remote, "create folder", dir, err);
+  if (code != AG_OK)
+    return code;
+
+  size_t len = strlen(dir);
+  memcpy(path, dir, len + 1);
+  while (len > 1 && path[len - 1] == '/')
+    path[--len] = '\0';
+
+  /* The folder usually exists already, which one request confirms. */
+  LIBSSH2_SFTP_ATTRIBUTES attrs;
+  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)len,
+                                LIBSSH2_SFTP_STAT, &attrs);
+  if (rc == 0 && (attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
+      LIBSSH2_SFTP_S_ISDIR(attrs.permissions))
+    return AG_OK;
+
+  for (size_t i = 1; i <= len && code == AG_OK; i++) {
+    if (path[i] != '/' && path[i] != '\0')
+      continue;
+    if (path[i - 1] == '/')
+      continue;
+    char saved = path[i];
+    path[i] = '\0';
+    code = make_folder(remote, path, err);
+    path[i] = saved;
+  }
+  return code;
+}
+
+/* Write all of data to an open handle. */
+static enum ag_code write_all(struct remote *remote,
+                              LIBSSH2_SFTP_HANDLE *handle, const char *path,
+                              const void *data, size_t len,
+                              struct ag_error *err)
+{
+  const char *next = data;
+  size_t left = len;
+
+  while (left > 0) {
+    ssize_t written = libssh2_sftp_write(handle, next, left);
+    if (written < 0)
+      return remote_fail_path(remote, (int)written, "write", path, err);
+    if (written == 0)
+      return remote_fail_path(remote, LIBSSH2_ERROR_SOCKET_SEND, "write", path,
+                              err);
+    next += written;
+    left -= (size_t)written;
+  }
+  return AG_OK;
+}
+
+/* Record the failure to open path with O_EXCL. OpenSSH reports an
+ * existing file as SSH_FX_FAILURE, so look whether path exists. */
+static enum ag_code fail_create(struct remote *remote, const char *path,
+                                struct ag_error *err)
+{
+  int rc = libssh2_session_last_errno(remote->session);
+  unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
+                             ? libssh2_sftp_last_error(remote->sftp)
+                             : LIBSSH2_FX_OK;
+  char shown[REMOTE_SHOWN_PATH_SIZE];
+  char what[REMOTE_SHOWN_PATH_SIZE + 32];
+  bool exists = false;
+
+  log_escape(shown, sizeof(shown), path, strlen(path));
+  snprintf(what, sizeof(what), "create file '%s'", shown);
+  if (status != LIBSSH2_FX_FAILURE && status != LIBSSH2_FX_FILE_ALREADY_EXISTS)
+    return remote_fail_call(remote, rc, what, AG_EREMOTE, err);
+
+  enum ag_code code = path_exists(remote, path, &exists, err);
+  if (code != AG_OK)
+    return code;
+  if (exists)
+    return ag_error_set(err, AG_EEXIST,
+                        "cannot create file '%s' on %s: it already exists",
+                        shown, remote->endpoint);
+  return remote_fail_status(remote, status, what, err);
+}
+
+enum ag_code remote_write_new(struct remote *remote, const char *path,
+                              const void *data, size_t len,
+                              struct ag_error *err)
+{
+  enum ag_code code = remote_check_path(remote, "create file", path, err);
+  if (code != AG_OK)
+    return code;
+
+  LIBSSH2_SFTP_HANDLE *handle = libssh2_sftp_open_ex(
+      remote->sftp, path, (unsigned)strlen(path),
+      LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0640,
+      LIBSSH2_SFTP_OPENFILE);
+  if (handle == NULL)
+    return fail_create(remote, path, err);
+
+  code = write_all(remote, handle, path, data, len, err);
+  int rc = libssh2_sftp_close_handle(handle);
+  if (code == AG_OK && rc != 0)
+    code = remote_fail_path(remote, rc, "close", path, err);
+
+  /* A partial file would make every retry fail with AG_EEXIST.
+   * NOTE: when the connection is lost, this delete fails too and the
+   * partial file stays. */
+  if (code != AG_OK &&
+      libssh2_sftp_unlink_ex(remote->sftp, path, (unsigned)strlen(path)) != 0)
+    log_warn("cannot delete the partial file left by a failed write on %s",
+             remote->endpoint);
+  return code;
+}
