@@ -13,7 +13,8 @@ packages=(
   build-essential cmake pkg-config dpkg-dev
   libssl-dev libxml2-dev liblmdb-dev libjansson-dev libcsv-dev libinih-dev
   libcmocka-dev
-  openssh-server openssh-client jq
+  libsystemd-dev
+  openssh-server openssh-client jq time scdoc
 )
 
 missing=()

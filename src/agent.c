@@ -2,10 +2,12 @@
  * to settle, then ingest the stable ones oldest first. */
 #include "agent_internal.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/log.h"
+#include "agent/passthrough.h"
 #include "agent/rpath.h"
 
 bool agent_error_is_fatal(enum ag_code code)
@@ -33,6 +35,25 @@ bool agent_error_is_fatal(enum ag_code code)
     break;
   }
   return false;
+}
+
+static const char *const format_names[AGENT_FORMAT_COUNT] = {"xml", "csv",
+                                                             "json", "other"};
+
+enum agent_format agent_format_of(const char *name)
+{
+  for (size_t i = 0; i < AGENT_FORMAT_OTHER; i++) {
+    if (strcmp(name, format_names[i]) == 0)
+      return (enum agent_format)i;
+  }
+  return AGENT_FORMAT_OTHER;
+}
+
+const char *agent_format_name(enum agent_format format)
+{
+  if ((int)format < 0 || format >= AGENT_FORMAT_COUNT)
+    return format_names[AGENT_FORMAT_OTHER];
+  return format_names[format];
 }
 
 static char *join_local(const char *dir, const char *name)
@@ -183,14 +204,15 @@ static enum ag_code resume_unfinished(struct agent *agent,
 
   if (code == AG_ENOMEM)
     ag_error_set(err, code, "out of memory");
-  for (size_t i = 0; i < list.count && code == AG_OK; i++) {
+  for (size_t i = 0;
+       i < list.count && code == AG_OK && !agent_stop_requested(agent); i++) {
     struct manifest_record record = {0};
     bool found = false;
     code = manifest_get(agent->manifest, list.keys[i], list.lengths[i], &record,
                         &found, err);
     if (code == AG_OK && found && record.state == MANIFEST_DELIVERED)
-      code = dispose_delivered(agent, list.keys[i], list.lengths[i], &record,
-                               summary, err);
+      code = dispose_resume(agent, list.keys[i], list.lengths[i], &record,
+                            summary, err);
     manifest_record_clear(&record);
   }
 
@@ -208,7 +230,9 @@ struct listing {
   size_t count;
   size_t capacity;
   int64_t now_ms;
-  bool report_settling; /* log each file that is still changing */
+  bool relisting;    /* the listing after the settle wait */
+  FILE *plan;        /* sync --dry-run prints its decisions here, or NULL */
+  size_t plan_skips; /* skip lines printed to plan */
   struct ag_error *err;
 };
 
@@ -263,6 +287,56 @@ static enum ag_code already_handled(struct listing *listing,
   return code;
 }
 
+/* With sync --dry-run, print one decision about a listed entry. */
+static void plan_line(struct listing *listing, const char *verb,
+                      const struct remote_entry *entry, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void plan_line(struct listing *listing, const char *verb,
+                      const struct remote_entry *entry, const char *format, ...)
+{
+  char shown[4 * MANIFEST_KEY_MAX + 8];
+  va_list args;
+
+  if (listing->plan == NULL)
+    return;
+  if (strcmp(verb, "skip") == 0)
+    listing->plan_skips++;
+  fprintf(listing->plan, "%-6s %s: ", verb,
+          log_escape(shown, sizeof(shown), entry->rel, entry->rel_len));
+  va_start(args, format);
+  vfprintf(listing->plan, format, args);
+  va_end(args);
+  fputc('\n', listing->plan);
+}
+
+/* With sync --dry-run, say why the manifest lets a listed file be. A
+ * delivered file is left out here, because its remote step is printed as a
+ * retry. */
+static void plan_handled(struct listing *listing,
+                         const struct remote_entry *entry)
+{
+  struct manifest_record record = {0};
+  struct ag_error get_err = {0};
+  bool found = false;
+
+  if (listing->plan == NULL ||
+      manifest_get(listing->agent->manifest, entry->rel, entry->rel_len,
+                   &record, &found, &get_err) != AG_OK ||
+      !found)
+    return;
+  if (record.state == MANIFEST_ARCHIVED)
+    plan_line(listing, "skip", entry,
+              "delivered before and kept in place (on_success = keep); "
+              "taken again once it changes");
+  else if (record.state == MANIFEST_FAILED)
+    plan_line(listing, "skip", entry,
+              "failed before and left in place (%s); taken again once it "
+              "changes, or after retry",
+              record.reason != NULL ? record.reason : "no reason recorded");
+  manifest_record_clear(&record);
+}
+
 static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
 {
   struct listing *listing = ctx;
@@ -270,25 +344,45 @@ static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
   const char *base = entry->rel + rpath_base_offset(entry->rel, entry->rel_len);
   char shown[512];
 
-  if (entry->kind == REMOTE_DIR || !config_name_selected(config, base))
+  if (entry->kind == REMOTE_DIR)
     return AG_OK;
+  if (!config_name_selected(config, base) &&
+      !passthrough_selected(config, base)) {
+    plan_line(listing, "skip", entry, "not selected by include and exclude");
+    return AG_OK;
+  }
+  /* Entries that are skipped are logged on the first listing only, so a
+   * settle wait does not log them twice. */
   if (entry->kind != REMOTE_FILE) {
     listing->summary->skipped++;
-    log_info("skipped '%s': not a regular file",
-             log_escape(shown, sizeof(shown), entry->rel, entry->rel_len));
+    plan_line(listing, "skip", entry, "not a regular file");
+    if (!listing->relisting)
+      log_info("skipped '%s': not a regular file (symbolic links are never "
+               "followed)",
+               log_escape(shown, sizeof(shown), entry->rel, entry->rel_len));
     return AG_OK;
   }
   if (entry->rel_len > MANIFEST_KEY_MAX) {
     listing->summary->skipped++;
-    log_error("skipped '%s': its path below the inbox is %zu bytes, more "
-              "than the manifest's limit of %d; rename or move it",
-              log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
-              entry->rel_len, MANIFEST_KEY_MAX);
+    plan_line(listing, "skip", entry,
+              "its path is longer than the manifest's limit of %d bytes",
+              MANIFEST_KEY_MAX);
+    if (!listing->relisting)
+      log_error("skipped '%s': its path below the inbox is %zu bytes, more "
+                "than the manifest's limit of %d; rename or move it",
+                log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
+                entry->rel_len, MANIFEST_KEY_MAX);
     return AG_OK;
   }
 
+  /* sync --dry-run before the first run has no manifest, so nothing is
+   * handled yet. */
   bool handled = false;
-  enum ag_code code = already_handled(listing, entry, &handled);
+  enum ag_code code = AG_OK;
+  if (listing->agent->manifest != NULL)
+    code = already_handled(listing, entry, &handled);
+  if (code == AG_OK && handled)
+    plan_handled(listing, entry);
   if (code != AG_OK || handled)
     return code;
 
@@ -299,7 +393,11 @@ static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
     return ag_error_set(listing->err, AG_ENOMEM, "out of memory");
   if (stable == 0) {
     listing->summary->settling++;
-    if (listing->report_settling)
+    plan_line(listing, "skip", entry,
+              "still changing; taken once its size and mtime hold still for "
+              "%d s",
+              config->stable_seconds);
+    if (listing->relisting)
       log_info("'%s' is still changing; it is taken once its size and mtime "
                "hold still for %d s",
                log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
@@ -351,6 +449,35 @@ static enum ag_code ensure_connected(struct agent *agent, struct ag_error *err)
   return remote_connect(agent->config, &agent->remote, err);
 }
 
+/* Check that the archive and error folders exist before moving anything,
+ * so that a typo in the config fails the pass instead of creating a new
+ * folder tree on the server. Subfolders below them are created as needed. */
+static enum ag_code check_move_targets(struct agent *agent,
+                                       struct ag_error *err)
+{
+  const struct config *config = agent->config;
+  const char *folders[] = {config->archive, config->error};
+  const char *keys[] = {"archive", "error"};
+
+  if (config->on_success != ON_SUCCESS_MOVE)
+    return AG_OK;
+  for (size_t i = 0; i < 2; i++) {
+    struct remote_entry entry;
+    struct ag_error stat_err = {0};
+    enum ag_code code =
+        remote_stat(agent->remote, folders[i], &entry, &stat_err);
+    if (code == AG_OK && entry.kind == REMOTE_DIR)
+      continue;
+    if (code == AG_OK || code == AG_ENOENT)
+      return ag_error_set(err, AG_ENOENT,
+                          "the %s folder '%s' does not exist on the server; "
+                          "create it or correct [remote] %s",
+                          keys[i], folders[i], keys[i]);
+    return ag_error_set(err, code, "%s", stat_err.message);
+  }
+  return AG_OK;
+}
+
 static void log_pass(const struct agent_summary *summary)
 {
   if (summary->delivered + summary->duplicates + summary->failed +
@@ -369,10 +496,16 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
 {
   struct listing listing = {.agent = agent, .summary = summary, .err = err};
   const struct config *config = agent->config;
+  int64_t started_ms = plat_monotonic_ms();
+  size_t attempted = 0;
   enum ag_code code;
 
   memset(summary, 0, sizeof(*summary));
-  code = ensure_connected(agent, err);
+  code = agent_process_requests(agent, err);
+  if (code == AG_OK)
+    code = ensure_connected(agent, err);
+  if (code == AG_OK)
+    code = check_move_targets(agent, err);
   if (code == AG_OK)
     code = resume_unfinished(agent, summary, err);
   if (code == AG_OK)
@@ -383,9 +516,10 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
   if (code == AG_OK && summary->settling > 0 && config->stable_seconds > 0) {
     log_info("waiting %d s for %zu files to settle", config->stable_seconds,
              summary->settling);
-    plat_sleep_ms((int64_t)config->stable_seconds * 1000);
-    listing.report_settling = true;
-    code = list_inbox(agent, &listing);
+    agent_pause(agent, (int64_t)config->stable_seconds * 1000);
+    listing.relisting = true;
+    if (!agent_stop_requested(agent))
+      code = list_inbox(agent, &listing);
   }
   if (code != AG_OK)
     goto out;
@@ -398,15 +532,171 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
     take = (size_t)config->max_files_per_poll;
   summary->deferred = listing.count - take;
 
-  for (size_t i = 0; i < take && code == AG_OK; i++)
+  for (size_t i = 0; i < take && code == AG_OK; i++) {
+    /* A stop request ends the pass between two files; the rest wait for
+     * the next run. */
+    if (agent_stop_requested(agent)) {
+      summary->deferred += take - i;
+      break;
+    }
+    agent_show_progress(agent, i, take, summary->bytes, started_ms);
     code = ingest_file(agent, &listing.files[i], summary, err);
+    attempted++;
+  }
+  agent_show_progress(agent, attempted, take, summary->bytes, started_ms);
 
 out:
+  summary->backlog = summary->settling + listing.count - attempted;
   free_listing(&listing);
   if (code == AG_ECONNECT || code == AG_ETIMEDOUT) {
     remote_close(agent->remote);
     agent->remote = NULL;
   }
   log_pass(summary);
+  summary->duration_ms = plat_monotonic_ms() - started_ms;
+  return agent_record_pass(agent, summary, code, err);
+}
+
+/* ---- sync --dry-run ---- */
+
+/* Make an agent for agent_plan(): the manifest if there is one, opened
+ * without the lock, and no local folder created. */
+static enum ag_code open_for_plan(const struct config *config,
+                                  struct agent **out, struct ag_error *err)
+{
+  struct agent *agent = calloc(1, sizeof(*agent));
+  char *db_path = join_local(config->state_dir, "manifest.mdb");
+  char *marker_path = join_local(config->state_dir, "agent-id");
+  enum ag_code code = AG_OK;
+
+  *out = NULL;
+  if (agent != NULL) {
+    agent->config = config;
+    agent->stable = stable_new();
+  }
+  if (agent == NULL || agent->stable == NULL || db_path == NULL ||
+      marker_path == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+
+  /* With neither file this is a first run, and manifest_open() would
+   * create both. A marker alone is a lost manifest, which it reports. */
+  if (plat_exists(db_path) == 1 || plat_exists(marker_path) == 1)
+    code = manifest_open(config->state_dir, &agent->manifest, err);
+
+out:
+  free(db_path);
+  free(marker_path);
+  if (code != AG_OK) {
+    agent_close(agent);
+    return code;
+  }
+  *out = agent;
+  return AG_OK;
+}
+
+/* Print the delivered files whose remote step a pass would do again. */
+static enum ag_code plan_unfinished(struct agent *agent, FILE *out,
+                                    size_t *retries, struct ag_error *err)
+{
+  static const char *const steps[] = {
+      [ON_SUCCESS_MOVE] = "moved to the archive",
+      [ON_SUCCESS_DELETE] = "deleted",
+      [ON_SUCCESS_KEEP] = "recorded as kept",
+  };
+  struct unfinished list = {0};
+  char shown[4 * MANIFEST_KEY_MAX + 8];
+  enum ag_code code = AG_OK;
+
+  *retries = 0;
+  if (agent->manifest != NULL)
+    code = manifest_foreach(agent->manifest, collect_unfinished, &list, err);
+  if (code == AG_ENOMEM)
+    ag_error_set(err, code, "out of memory");
+  for (size_t i = 0; i < list.count && code == AG_OK; i++)
+    fprintf(out, "retry  %s: delivered, but not yet %s; the pass does that\n",
+            log_escape(shown, sizeof(shown), list.keys[i], list.lengths[i]),
+            steps[agent->config->on_success]);
+  *retries = list.count;
+
+  for (size_t i = 0; i < list.count; i++)
+    free(list.keys[i]);
+  free(list.keys);
+  free(list.lengths);
+  return code;
+}
+
+/* Print the files that the last listing would take, and those it leaves
+ * over max_files_per_poll. */
+static void plan_takes(struct listing *listing, size_t take)
+{
+  char shown[4 * MANIFEST_KEY_MAX + 8];
+
+  for (size_t i = 0; i < listing->count; i++) {
+    const struct candidate *file = &listing->files[i];
+
+    log_escape(shown, sizeof(shown), file->rel, file->rel_len);
+    if (i < take) {
+      fprintf(listing->plan, "take   %s: %llu bytes\n", shown,
+              (unsigned long long)file->size);
+    } else {
+      fprintf(listing->plan,
+              "skip   %s: over max_files_per_poll = %d; a later pass takes "
+              "it\n",
+              shown, listing->agent->config->max_files_per_poll);
+      listing->plan_skips++;
+    }
+  }
+}
+
+enum ag_code agent_plan(const struct config *config, FILE *out,
+                        struct ag_error *err)
+{
+  struct agent *agent = NULL;
+  struct agent_summary summary = {0};
+  struct listing listing = {.summary = &summary, .err = err};
+  size_t retries = 0;
+  enum ag_code code = open_for_plan(config, &agent, err);
+
+  if (code != AG_OK)
+    return code;
+  listing.agent = agent;
+  fprintf(out, "dry run: nothing is downloaded, recorded or moved\n");
+  code = ensure_connected(agent, err);
+  if (code == AG_OK)
+    code = check_move_targets(agent, err);
+  if (code == AG_OK)
+    code = list_inbox(agent, &listing);
+  if (code == AG_OK && summary.settling > 0 && config->stable_seconds > 0) {
+    log_info("waiting %d s for %zu files to settle", config->stable_seconds,
+             summary.settling);
+    plat_sleep_ms((int64_t)config->stable_seconds * 1000);
+  }
+
+  /* The decisions come from the last listing, as in a pass. */
+  listing.plan = out;
+  listing.relisting = true;
+  if (code == AG_OK)
+    code = list_inbox(agent, &listing);
+  if (code == AG_OK)
+    code = plan_unfinished(agent, out, &retries, err);
+  if (code == AG_OK) {
+    qsort(listing.files, listing.count, sizeof(*listing.files),
+          compare_candidates);
+    size_t take = listing.count;
+    if (config->max_files_per_poll > 0 &&
+        take > (size_t)config->max_files_per_poll)
+      take = (size_t)config->max_files_per_poll;
+    plan_takes(&listing, take);
+    size_t requests = agent_print_requests(config, out);
+    fprintf(out,
+            "dry run: %zu to take, %zu to skip, %zu to retry, %zu queued "
+            "requests\n",
+            take, listing.plan_skips, retries, requests);
+  }
+
+  free_listing(&listing);
+  agent_close(agent);
   return code;
 }

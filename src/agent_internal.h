@@ -10,14 +10,35 @@
 #include "agent/remote.h"
 #include "agent/stable.h"
 
+/* Callbacks with which a long-running front end follows a pass and ends it
+ * early. Both functions may be NULL. */
+struct agent_hooks {
+  /* Returns whether the front end wants the pass to end. Checked between
+   * files, after each downloaded block and during the wait for settling
+   * files. */
+  bool (*stop_requested)(void *ctx);
+  /* Called at the same points, so that the front end can tell a watchdog
+   * that the pass is making progress. */
+  void (*progress)(void *ctx);
+  void *ctx;
+};
+
 struct agent {
   const struct config *config;
+  struct agent_hooks hooks;
   struct plat_lock *lock;
   struct manifest *manifest;
   struct remote *remote; /* NULL while disconnected */
   struct stable *stable;
-  char *download_dir; /* <state_dir>/tmp */
+  char *download_dir;                 /* <state_dir>/tmp */
+  agent_progress_fn progress_display; /* see agent_set_progress_display() */
+  void *progress_display_ctx;
 };
+
+/* Keys in the manifest's meta table that agent_record_pass() writes and
+ * the status command reads, both as decimal text. */
+#define AGENT_META_LAST_SUCCESS "last_success" /* Unix seconds */
+#define AGENT_META_BACKLOG "backlog"           /* files */
 
 /* A stable file picked for processing in this pass. */
 struct candidate {
@@ -40,6 +61,16 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
                                struct agent_summary *summary,
                                struct ag_error *err);
 
+/* Finish the remote step for a file that an earlier pass delivered but
+ * did not move. If the file on the server is no longer the delivered
+ * version (a new upload replaced it), the delivered version is recorded
+ * as done without a move, and the new version is taken as a new file by
+ * the next listing. */
+enum ag_code dispose_resume(struct agent *agent, const char *rel,
+                            size_t rel_len, struct manifest_record *record,
+                            struct agent_summary *summary,
+                            struct ag_error *err);
+
 /* Move a file that could not be processed into the error folder with a
  * reason file beside it, and record it as failed. */
 enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
@@ -56,5 +87,60 @@ char *dispose_archive_target(const struct config *config, const char *rel,
 /* Return whether the error is one that ends the pass rather than only the
  * current file. */
 bool agent_error_is_fatal(enum ag_code code);
+
+/* Finish summary at the end of a pass that ended with code: set
+ * last_success, and after a pass without an error store it and the
+ * backlog in the manifest. Returns code, or the error of that write. */
+enum ag_code agent_record_pass(struct agent *agent,
+                               struct agent_summary *summary, enum ag_code code,
+                               struct ag_error *err);
+
+/* Call the progress display, if one is set, with these counts. */
+void agent_show_progress(const struct agent *agent, size_t files_done,
+                         size_t files_total, uint64_t bytes,
+                         int64_t started_ms);
+
+/* Print the queued requests in <state_dir>/requests/ to out as
+ * sync --dry-run does, one line each, and return how many there are.
+ * Files that cannot be read are printed as such. */
+size_t agent_print_requests(const struct config *config, FILE *out);
+
+/* ---- Service support (agent_service.c) -------------------------------- */
+
+/* Install hooks for the passes that follow. */
+void agent_set_hooks(struct agent *agent, const struct agent_hooks *hooks);
+
+/* Use config from now on, for example after a reload. config must outlive
+ * the agent or the next agent_set_config() call. The caller keeps
+ * state_dir and output_dir unchanged, because the lock, the manifest and
+ * the download folder stay where agent_open() put them. */
+void agent_set_config(struct agent *agent, const struct config *config);
+
+/* Return whether the hooks ask the pass to end. */
+bool agent_stop_requested(const struct agent *agent);
+
+/* Call the progress hook, if any. */
+void agent_report_progress(const struct agent *agent);
+
+/* Sleep for ms milliseconds in short steps, calling the progress hook at
+ * each step and returning early when the hooks ask the pass to end. */
+void agent_pause(const struct agent *agent, int64_t ms);
+
+/* Connect unless a connection is open. Errors as remote_connect(). */
+enum ag_code agent_connect(struct agent *agent, struct ag_error *err);
+
+/* Close the connection, if any, so that the next pass connects afresh. */
+void agent_disconnect(struct agent *agent);
+
+/* Return whether a connection is open. */
+bool agent_is_connected(const struct agent *agent);
+
+/* Send a keepalive on the open connection when keepalive_interval seconds
+ * have passed since the last one, and store the seconds until the next one
+ * in *next_seconds (0 when keepalives are off or no connection is open).
+ * When the send fails, closes the connection and returns the error of
+ * remote_keepalive(). */
+enum ag_code agent_keepalive(struct agent *agent, int *next_seconds,
+                             struct ag_error *err);
 
 #endif

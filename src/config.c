@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ini.h>
 
+#include "agent/mapping.h"
 #include "agent/platform.h"
 
 enum key_type {
@@ -22,8 +24,7 @@ enum key_type {
   KEY_INT,         /* integer within [min, max] */
   KEY_BOOL,        /* yes/no, true/false, on/off, 1/0 */
   KEY_PATTERNS,    /* space-separated wildcard patterns */
-  KEY_LOG_LEVEL,
-  KEY_ON_SUCCESS,
+  KEY_CHOICE,      /* one word of a list, stored as its index in an int */
   KEY_FINGERPRINT, /* SHA256:<base64> */
   KEY_LAYOUT       /* strftime subset for archive date folders */
 };
@@ -36,49 +37,82 @@ struct key_spec {
   size_t count_at; /* KEY_PATTERNS: offset of the count */
   long min;        /* KEY_INT bounds */
   long max;
-  const char *fallback; /* default as config text, or NULL for none */
+  const char *fallback;       /* default as config text, or NULL for none */
+  const char *const *choices; /* KEY_CHOICE: NULL-terminated words */
 };
 
 #define FIELD(name) offsetof(struct config, name)
+#define STRING(section, name, type)                                            \
+  {                                                                            \
+    section, #name, type, FIELD(name), 0, 0, 0, NULL, NULL                     \
+  }
+#define NUMBER(section, name, min, max, fallback)                              \
+  {                                                                            \
+    section, #name, KEY_INT, FIELD(name), 0, min, max, fallback, NULL          \
+  }
+#define BOOLEAN(section, name, fallback)                                       \
+  {                                                                            \
+    section, #name, KEY_BOOL, FIELD(name), 0, 0, 0, fallback, NULL             \
+  }
+#define PATTERNS(section, name, fallback)                                      \
+  {                                                                            \
+    section, #name, KEY_PATTERNS, FIELD(name), FIELD(name##_count), 0, 0,      \
+        fallback, NULL                                                         \
+  }
+#define CHOICE(section, name, words, fallback)                                 \
+  {                                                                            \
+    section, #name, KEY_CHOICE, FIELD(name), 0, 0, 0, fallback, words          \
+  }
+
+/* Words of each KEY_CHOICE key, in the order of the matching enum. */
+static const char *const on_success_words[] = {"move", "delete", "keep", NULL};
+static const char *const log_level_words[] = {"error", "warn", "info", "debug",
+                                              NULL};
+static const char *const log_target_words[] = {"stderr", "syslog", "file",
+                                               NULL};
+/* Words, because inih reads " ;" as the start of a comment; "," and ";"
+ * written without a space before them are accepted too. */
+static const char *const delimiter_words[] = {"comma", "semicolon", "tab",
+                                              "auto", NULL};
 
 /* Every key the agent reads. Anything else is rejected, so a typo never
  * silently falls back to a default. */
 static const struct key_spec keys[] = {
-    {"server", "host", KEY_STRING, FIELD(host), 0, 0, 0, NULL},
-    {"server", "port", KEY_INT, FIELD(port), 0, 1, 65535, "22"},
-    {"server", "user", KEY_STRING, FIELD(user), 0, 0, 0, NULL},
-    {"server", "private_key", KEY_LOCAL_PATH, FIELD(private_key), 0, 0, 0,
-     NULL},
-    {"server", "passphrase_file", KEY_LOCAL_PATH, FIELD(passphrase_file), 0, 0,
-     0, NULL},
-    {"server", "password_file", KEY_LOCAL_PATH, FIELD(password_file), 0, 0, 0,
-     NULL},
-    {"server", "known_hosts", KEY_LOCAL_PATH, FIELD(known_hosts), 0, 0, 0,
-     NULL},
-    {"server", "host_key_sha256", KEY_FINGERPRINT, FIELD(host_key_sha256), 0, 0,
-     0, NULL},
-    {"server", "timeout", KEY_INT, FIELD(timeout), 0, 1, 3600, "30"},
-    {"remote", "inbox", KEY_REMOTE_PATH, FIELD(inbox), 0, 0, 0, NULL},
-    {"remote", "archive", KEY_REMOTE_PATH, FIELD(archive), 0, 0, 0, NULL},
-    {"remote", "error", KEY_REMOTE_PATH, FIELD(error), 0, 0, 0, NULL},
-    {"remote", "include", KEY_PATTERNS, FIELD(include), FIELD(include_count), 0,
-     0, "*.xml *.csv"},
-    {"remote", "exclude", KEY_PATTERNS, FIELD(exclude), FIELD(exclude_count), 0,
-     0, NULL},
-    {"remote", "stable_seconds", KEY_INT, FIELD(stable_seconds), 0, 0, 86400,
-     "10"},
-    {"remote", "recursive", KEY_BOOL, FIELD(recursive), 0, 0, 0, "no"},
-    {"remote", "max_files_per_poll", KEY_INT, FIELD(max_files_per_poll), 0, 0,
-     1000000, "0"},
-    {"remote", "archive_layout", KEY_LAYOUT, FIELD(archive_layout), 0, 0, 0,
-     NULL},
-    {"remote", "on_success", KEY_ON_SUCCESS, FIELD(on_success), 0, 0, 0,
-     "move"},
-    {"local", "state_dir", KEY_LOCAL_PATH, FIELD(state_dir), 0, 0, 0, NULL},
-    {"local", "output_dir", KEY_LOCAL_PATH, FIELD(output_dir), 0, 0, 0, NULL},
-    {"agent", "poll_interval", KEY_INT, FIELD(poll_interval), 0, 1, 86400,
-     "30"},
-    {"agent", "log_level", KEY_LOG_LEVEL, FIELD(log_level), 0, 0, 0, "info"},
+    STRING("server", host, KEY_STRING),
+    NUMBER("server", port, 1, 65535, "22"),
+    STRING("server", user, KEY_STRING),
+    STRING("server", private_key, KEY_LOCAL_PATH),
+    STRING("server", passphrase_file, KEY_LOCAL_PATH),
+    STRING("server", password_file, KEY_LOCAL_PATH),
+    STRING("server", known_hosts, KEY_LOCAL_PATH),
+    STRING("server", host_key_sha256, KEY_FINGERPRINT),
+    NUMBER("server", timeout, 1, 3600, "30"),
+    STRING("remote", inbox, KEY_REMOTE_PATH),
+    STRING("remote", archive, KEY_REMOTE_PATH),
+    STRING("remote", error, KEY_REMOTE_PATH),
+    PATTERNS("remote", include, "*.xml *.csv"),
+    PATTERNS("remote", exclude, NULL),
+    PATTERNS("remote", passthrough, NULL),
+    NUMBER("remote", stable_seconds, 0, 86400, "10"),
+    BOOLEAN("remote", recursive, "no"),
+    NUMBER("remote", max_files_per_poll, 0, 1000000, "0"),
+    STRING("remote", archive_layout, KEY_LAYOUT),
+    CHOICE("remote", on_success, on_success_words, "move"),
+    STRING("local", state_dir, KEY_LOCAL_PATH),
+    STRING("local", output_dir, KEY_LOCAL_PATH),
+    NUMBER("agent", poll_interval, 1, 86400, "30"),
+    CHOICE("agent", log_level, log_level_words, "info"),
+    CHOICE("agent", log_target, log_target_words, "stderr"),
+    STRING("agent", log_file, KEY_LOCAL_PATH),
+    STRING("agent", metrics_file, KEY_LOCAL_PATH),
+    NUMBER("agent", keepalive_interval, 0, 3600, "30"),
+    NUMBER("agent", reconnect_base, 1, 3600, "1"),
+    NUMBER("agent", reconnect_max, 1, 86400, "300"),
+    CHOICE("csv", delimiter, delimiter_words, "comma"),
+    STRING("csv", encoding, KEY_STRING),
+    STRING("csv", group_by, KEY_STRING),
+    {"hook", "exec", KEY_STRING, FIELD(hook_exec), 0, 0, 0, NULL, NULL},
+    {"hook", "timeout", KEY_INT, FIELD(hook_timeout), 0, 1, 86400, "60", NULL},
 };
 
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
@@ -194,6 +228,13 @@ static int store_patterns(struct parse_state *state,
     p += len;
     p += strspn(p, " \t");
   }
+  /* An empty include would select every file, which is never what a
+   * blank value means. */
+  if (*count == 0)
+    return set_error(state,
+                     "'%s' has no pattern; give at least one, or remove the "
+                     "line for the default",
+                     spec->name);
   return 1;
 }
 
@@ -295,6 +336,28 @@ static int store_string(struct parse_state *state, const struct key_spec *spec,
   return 1;
 }
 
+static int store_choice(struct parse_state *state, const struct key_spec *spec,
+                        const char *value)
+{
+  char words[128] = "";
+
+  if (spec->choices == delimiter_words && strcmp(value, ",") == 0)
+    value = "comma";
+  else if (spec->choices == delimiter_words && strcmp(value, ";") == 0)
+    value = "semicolon";
+
+  for (int i = 0; spec->choices[i] != NULL; i++) {
+    if (strcmp(value, spec->choices[i]) == 0) {
+      *(int *)((char *)state->config + spec->offset) = i;
+      return 1;
+    }
+    snprintf(words + strlen(words), sizeof(words) - strlen(words), "%s%s",
+             i == 0 ? "" : ", ", spec->choices[i]);
+  }
+  return set_error(state, "invalid value '%s' for '%s': use one of %s", value,
+                   spec->name, words);
+}
+
 static int store_value(struct parse_state *state, const struct key_spec *spec,
                        const char *value)
 {
@@ -310,28 +373,8 @@ static int store_value(struct parse_state *state, const struct key_spec *spec,
     return 1;
   case KEY_PATTERNS:
     return store_patterns(state, spec, value);
-  case KEY_LOG_LEVEL:
-    if (log_level_parse(value, (enum log_level *)(base + spec->offset)) != 0)
-      return set_error(state,
-                       "invalid log_level '%s': use error, warn, info "
-                       "or debug",
-                       value);
-    return 1;
-  case KEY_ON_SUCCESS: {
-    enum on_success *slot = (enum on_success *)(base + spec->offset);
-    if (strcmp(value, "move") == 0)
-      *slot = ON_SUCCESS_MOVE;
-    else if (strcmp(value, "delete") == 0)
-      *slot = ON_SUCCESS_DELETE;
-    else if (strcmp(value, "keep") == 0)
-      *slot = ON_SUCCESS_KEEP;
-    else
-      return set_error(state,
-                       "invalid on_success '%s': use move, delete or "
-                       "keep",
-                       value);
-    return 1;
-  }
+  case KEY_CHOICE:
+    return store_choice(state, spec, value);
   case KEY_STRING:
   case KEY_LOCAL_PATH:
   case KEY_REMOTE_PATH:
@@ -340,6 +383,37 @@ static int store_value(struct parse_state *state, const struct key_spec *spec,
     return store_string(state, spec, value);
   }
   return 0;
+}
+
+/* Store one [mapping] line: "name = new_name", or "name = -" to drop. */
+static int store_mapping(struct parse_state *state, const char *name,
+                         const char *value)
+{
+  struct config *config = state->config;
+
+  if (value[0] == '\0')
+    return set_error(state,
+                     "mapping for '%s' is empty; give the new name, or '-' "
+                     "to drop the field",
+                     name);
+  for (size_t i = 0; i < config->mapping_count; i++) {
+    if (strcmp(config->mapping[i].from, name) == 0)
+      return set_error(state, "mapping for '%s' is given twice", name);
+  }
+  if (config->mapping_count == CONFIG_MAX_MAPPINGS)
+    return set_error(state, "too many [mapping] entries (the maximum is %d)",
+                     CONFIG_MAX_MAPPINGS);
+
+  struct config_mapping *entry = &config->mapping[config->mapping_count];
+  entry->from = strdup(name);
+  entry->to = strcmp(value, "-") == 0 ? NULL : strdup(value);
+  if (entry->from == NULL || (entry->to == NULL && strcmp(value, "-") != 0)) {
+    free(entry->from);
+    free(entry->to);
+    return set_error(state, "out of memory");
+  }
+  config->mapping_count++;
+  return 1;
 }
 
 static int handle_key(void *user, const char *section, const char *name,
@@ -356,6 +430,9 @@ static int handle_key(void *user, const char *section, const char *name,
                        "%s in a file only the agent can read and set '%s'",
                        name, secret_keys[i][1]);
   }
+
+  if (strcmp(section, "mapping") == 0)
+    return store_mapping(state, name, value);
 
   for (size_t i = 0; i < KEY_COUNT; i++) {
     if (strcmp(section, keys[i].section) != 0 ||
@@ -402,6 +479,22 @@ static bool path_is_within(const char *path, const char *dir)
     return true;
   return strncmp(path, dir, len) == 0 &&
          (path[len] == '/' || path[len] == '\0');
+}
+
+/* The CSV encodings the agent converts, by their iconv names. Windows
+ * builds map each to its code page. */
+static const char *const encodings[] = {
+    "utf-8",        "windows-1250", "windows-1251", "windows-1252",
+    "windows-1257", "iso-8859-1",   "iso-8859-2",   "iso-8859-15",
+};
+
+static bool encoding_supported(const char *name)
+{
+  for (size_t i = 0; i < sizeof(encodings) / sizeof(encodings[0]); i++) {
+    if (strcasecmp(name, encodings[i]) == 0)
+      return true;
+  }
+  return false;
 }
 
 /* Check what no single key can check: required keys and how keys relate. */
@@ -454,6 +547,18 @@ static enum ag_code validate(struct config *config, struct ag_error *err)
                         "%s: the inbox cannot be inside the archive or error "
                         "folder",
                         file);
+  if (config->log_target == LOG_TARGET_FILE && config->log_file == NULL)
+    return ag_error_set(err, AG_ECONFIG,
+                        "%s: log_target = file needs [agent] log_file", file);
+  if (config->reconnect_max < config->reconnect_base)
+    return ag_error_set(err, AG_ECONFIG,
+                        "%s: reconnect_max (%d) is less than reconnect_base "
+                        "(%d)",
+                        file, config->reconnect_max, config->reconnect_base);
+  if (config->encoding != NULL && !encoding_supported(config->encoding))
+    return ag_error_set(err, AG_ECONFIG,
+                        "%s: unsupported [csv] encoding '%s'; use one of %s",
+                        file, config->encoding, CONFIG_ENCODINGS);
   if (strcmp(config->output_dir, config->state_dir) == 0)
     return ag_error_set(err, AG_ECONFIG,
                         "%s: output_dir must differ from state_dir", file);
@@ -519,6 +624,8 @@ enum ag_code config_load(const char *path, struct config **out,
   if (code == AG_OK)
     code = validate(state.config, err);
   if (code == AG_OK)
+    code = mapping_validate(state.config, err);
+  if (code == AG_OK)
     code = read_secrets(state.config, err);
 
 out:
@@ -563,10 +670,13 @@ void config_free(struct config *config)
     }
     case KEY_INT:
     case KEY_BOOL:
-    case KEY_LOG_LEVEL:
-    case KEY_ON_SUCCESS:
+    case KEY_CHOICE:
       break;
     }
+  }
+  for (size_t i = 0; i < config->mapping_count; i++) {
+    free(config->mapping[i].from);
+    free(config->mapping[i].to);
   }
   free(config->path);
   free(config);

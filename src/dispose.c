@@ -62,6 +62,12 @@ static char *alternative_name(const char *target, const char *tag, int attempt)
   return name;
 }
 
+/* Escape a remote path for a log line; it contains remote names. */
+static const char *escape_path(char *out, size_t size, const char *path)
+{
+  return log_escape(out, size, path, strlen(path));
+}
+
 static char *parent_of(const char *path)
 {
   size_t base = rpath_base_offset(path, strlen(path));
@@ -186,6 +192,7 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
 {
   struct ag_error step_err = {0};
   char shown[512];
+  char target[1024];
   char *source = rpath_join(agent->config->inbox, rel, rel_len);
   enum ag_code code = AG_OK;
 
@@ -209,6 +216,7 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
       goto out;
     }
     summary->pending++;
+    summary->pending_archive++;
     log_error("'%s' was delivered but could not be archived: %s; the move "
               "is retried next pass and the file is not delivered again",
               shown, step_err.message);
@@ -221,7 +229,8 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
     goto out;
   summary->completed++;
   if (record->archive_path != NULL)
-    log_info("archived '%s' as '%s'", shown, record->archive_path);
+    log_info("archived '%s' as '%s'", shown,
+             escape_path(target, sizeof(target), record->archive_path));
   else
     log_info("%s '%s' on the server",
              agent->config->on_success == ON_SUCCESS_DELETE ? "deleted"
@@ -231,6 +240,39 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
 out:
   free(source);
   return code;
+}
+
+enum ag_code dispose_resume(struct agent *agent, const char *rel,
+                            size_t rel_len, struct manifest_record *record,
+                            struct agent_summary *summary, struct ag_error *err)
+{
+  struct remote_entry entry;
+  struct ag_error stat_err = {0};
+  char shown[512];
+  char *source = rpath_join(agent->config->inbox, rel, rel_len);
+
+  if (source == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  enum ag_code code = remote_stat(agent->remote, source, &entry, &stat_err);
+  free(source);
+  if (code != AG_OK && code != AG_ENOENT)
+    return agent_error_is_fatal(code)
+               ? ag_error_set(err, code, "%s", stat_err.message)
+               : dispose_delivered(agent, rel, rel_len, record, summary, err);
+
+  bool replaced = code == AG_OK &&
+                  (entry.size != record->size || entry.mtime != record->mtime);
+  if (!replaced)
+    return dispose_delivered(agent, rel, rel_len, record, summary, err);
+
+  /* Moving now would archive content that was never delivered. */
+  log_warn("'%s' was replaced on the server after its delivery and before "
+           "it was archived; the delivered version is recorded as done and "
+           "the new version is taken as a new file",
+           log_escape(shown, sizeof(shown), rel, rel_len));
+  free(record->archive_path);
+  record->archive_path = NULL;
+  return record_done(agent, rel, rel_len, record, MANIFEST_ARCHIVED, err);
 }
 
 /* Write "<failed file>.reason.txt" beside the moved file. A missing reason
@@ -313,9 +355,13 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
   if (code != AG_OK)
     goto out;
   summary->failed++;
+  summary->failed_by_format[agent_format_of(record->format)]++;
+  char target[1024] = "";
+  if (record->archive_path != NULL)
+    escape_path(target, sizeof(target), record->archive_path);
   log_error("failed '%s': %s; %s%s", shown, reason,
             record->archive_path != NULL ? "moved to " : "left in place",
-            record->archive_path != NULL ? record->archive_path : "");
+            target);
 
 out:
   free(source);

@@ -1,15 +1,17 @@
 /* Rossum CSV export parser.
  *
- * The file is read in fixed blocks, checked for valid UTF-8 and fed to
- * libcsv in strict mode one physical line at a time, so every row can be
- * reported with the line it starts on. The first row is the header. Each
- * later row becomes one JSON object keyed by the header cells and goes to
- * the sink straight away, so memory is bounded by the longest row, not by
- * the file. */
+ * The file comes in as UTF-8 text block by block (export_csv_input.c) and
+ * is fed to libcsv in strict mode one physical line at a time, so every
+ * row can be reported with the line it starts on. The first row is the
+ * header. Each later row becomes one JSON object keyed by the header cells
+ * and goes to the sink straight away, so memory is bounded by the longest
+ * row, not by the file. With group_by a second pass over the file builds
+ * the documents (export_csv_group.c). */
 #include "agent/export.h"
 
+#include "export_csv_internal.h"
+
 #include "agent/log.h"
-#include "agent/utf8.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -18,12 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define READ_BLOCK_SIZE (64 * 1024)
-
-/* Bytes carried from one block to the next: the start of a UTF-8
- * sequence (at most 4 bytes) that the block cut. */
-#define UTF8_CARRY_MAX 3
 
 /* Maximum length of one field in bytes, the same as libxml2's default
  * limit for one XML text node, so both formats accept the same values. */
@@ -36,10 +32,16 @@
 /* Longest untrusted text (header names) quoted in a message. */
 #define QUOTE_MAX 160
 
+/* The two passes over a file: the second one runs only with group_by. */
+enum csv_pass { PASS_RECORDS, PASS_DOCUMENTS };
+
 struct csv_state {
   const struct export_sink *sink;
   struct ag_error *err;
-  enum ag_code code;         /* first failure, also when err is NULL */
+  enum ag_code code; /* first failure, also when err is NULL */
+  enum csv_pass pass;
+  struct csv_input *input;
+  struct csv_group *group;   /* NULL without group_by */
   unsigned long line;        /* physical line being fed, from 1 */
   unsigned long row_line;    /* line where the current row starts, or 0 */
   unsigned long long offset; /* file offset of the next byte to feed */
@@ -187,6 +189,13 @@ static void check_header(struct csv_state *state, json_t *cells)
   }
 }
 
+/* Record a code that a callee already stored in state->err. */
+static void keep(struct csv_state *state, enum ag_code code)
+{
+  if (code != AG_OK && state->code == AG_OK)
+    state->code = code;
+}
+
 static void finish_header(struct csv_state *state)
 {
   check_header(state, state->row);
@@ -196,11 +205,17 @@ static void finish_header(struct csv_state *state)
   state->header = state->row;
   state->row = NULL;
 
+  /* The second pass reads the same header again and starts no list. */
+  if (state->pass == PASS_DOCUMENTS)
+    return;
+  if (state->group != NULL)
+    keep(state,
+         csv_group_set_header(state->group, state->header, state->column_count,
+                              state->row_line, state->err));
+
   /* Call begin now, so a file with only a header still gets a list. */
-  enum ag_code code =
-      state->sink->begin(state->sink->ctx, "records", state->err);
-  if (code != AG_OK && state->code == AG_OK)
-    state->code = code;
+  if (state->code == AG_OK)
+    keep(state, state->sink->begin(state->sink->ctx, "records", state->err));
 }
 
 static void finish_record(struct csv_state *state)
@@ -226,10 +241,15 @@ static void finish_record(struct csv_state *state)
     return;
   }
 
-  enum ag_code code =
-      state->sink->item(state->sink->ctx, state->row, state->err);
-  if (code != AG_OK && state->code == AG_OK)
-    state->code = code;
+  if (state->pass == PASS_DOCUMENTS) {
+    keep(state, csv_group_place(state->group, state->row, state->sink,
+                                state->row_line, state->err));
+    return;
+  }
+  keep(state, state->sink->item(state->sink->ctx, state->row, state->err));
+  if (state->group != NULL && state->code == AG_OK)
+    keep(state,
+         csv_group_scan(state->group, state->row, state->row_line, state->err));
 }
 
 /* libcsv row callback. */
@@ -263,7 +283,7 @@ static bool has_content(const unsigned char *data, size_t len)
 
 /* Report why libcsv stopped at byte consumed of the current line. */
 static void fail_csv(struct csv_state *state, struct csv_parser *parser,
-                     size_t consumed)
+                     const unsigned char *data, size_t consumed)
 {
   int status = csv_error(parser);
 
@@ -271,7 +291,8 @@ static void fail_csv(struct csv_state *state, struct csv_parser *parser,
     fail(state, AG_EPARSE,
          "line %lu, byte offset %llu: misplaced quote (a quote inside an "
          "unquoted field, or text after a closing quote)",
-         state->line, state->offset + consumed);
+         state->line,
+         state->offset + csv_input_span(state->input, data, consumed));
   else if (status == CSV_ENOMEM)
     fail(state, AG_ENOMEM, "out of memory while reading line %lu", state->line);
   else
@@ -295,19 +316,20 @@ static void feed_lines(struct csv_state *state, struct csv_parser *parser,
 
     size_t consumed = csv_parse(parser, data, piece, on_field, on_row, state);
     if (consumed != piece) {
-      fail_csv(state, parser, consumed);
+      fail_csv(state, parser, data, consumed);
       return;
     }
 
     /* The field in progress stays in libcsv's buffer, so stop it from
      * growing past the limit before the field ends. */
-    if (csv_get_buffer_size(parser) > (size_t)FIELD_MAX + 2 * READ_BLOCK_SIZE) {
+    if (csv_get_buffer_size(parser) >
+        (size_t)FIELD_MAX + 2 * CSV_READ_BLOCK_SIZE) {
       fail(state, AG_EPARSE, "line %lu: field longer than %d bytes",
            state->row_line, FIELD_MAX);
       return;
     }
 
-    state->offset += piece;
+    state->offset += csv_input_span(state->input, data, piece);
     if (newline != NULL)
       state->line++;
     data += piece;
@@ -315,73 +337,20 @@ static void feed_lines(struct csv_state *state, struct csv_parser *parser,
   }
 }
 
-/* Return the length of the valid UTF-8 prefix of data. Unless at_eof, a
- * sequence that may be cut by the block end is left for the next block.
- * Sets *invalid when the prefix ends at an invalid byte. */
-static size_t valid_utf8_prefix(const unsigned char *data, size_t len,
-                                bool at_eof, bool *invalid)
+/* Read the file block by block and feed it to libcsv. */
+static void feed_input(struct csv_state *state, struct csv_parser *parser)
 {
-  size_t i = 0;
+  struct csv_text text;
 
-  *invalid = false;
-  while (i < len) {
-    if (data[i] < 0x80) {
-      i++;
-      continue;
-    }
-    size_t sequence = utf8_sequence_length(data + i, len - i);
-    if (sequence == 0) {
-      if (!at_eof && len - i <= UTF8_CARRY_MAX)
-        return i;
-      *invalid = true;
-      return i;
-    }
-    i += sequence;
-  }
-  return i;
-}
-
-/* Read the file block by block and feed it to libcsv. buffer has room
- * for UTF8_CARRY_MAX + READ_BLOCK_SIZE bytes. */
-static void read_blocks(struct csv_state *state, struct csv_parser *parser,
-                        FILE *file, unsigned char *buffer)
-{
-  static const unsigned char bom[] = {0xEF, 0xBB, 0xBF};
-  size_t carried = 0;
-  bool first = true;
-
-  while (state->code == AG_OK) {
-    size_t got = fread(buffer + carried, 1, READ_BLOCK_SIZE, file);
-    if (got < READ_BLOCK_SIZE && ferror(file)) {
-      fail(state, AG_ELOCAL, "read failed: %s", strerror(errno));
+  do {
+    keep(state, csv_input_read(state->input, &text, state->err));
+    if (state->code != AG_OK)
       return;
-    }
-    bool at_eof = got < READ_BLOCK_SIZE;
-    size_t len = carried + got;
-    size_t start = 0;
-
-    /* fread fills the whole block unless the file is shorter, so a BOM
-     * is always within the first block. */
-    if (first && len >= sizeof(bom) && memcmp(buffer, bom, sizeof(bom)) == 0)
-      start = sizeof(bom);
-    if (first && len == 0)
-      fail(state, AG_EPARSE, "empty file");
-    first = false;
-    state->offset += start;
-
-    bool invalid;
-    size_t valid =
-        valid_utf8_prefix(buffer + start, len - start, at_eof, &invalid);
-    feed_lines(state, parser, buffer + start, valid);
-    if (invalid)
-      fail(state, AG_EPARSE, "line %lu, byte offset %llu: invalid UTF-8",
-           state->line, state->offset);
-    if (at_eof || state->code != AG_OK)
-      return;
-
-    carried = len - start - valid;
-    memmove(buffer, buffer + start + valid, carried);
-  }
+    state->offset = text.offset;
+    feed_lines(state, parser, text.data, text.len);
+    if (text.invalid)
+      fail(state, AG_EPARSE, "line %lu, %s", state->line, text.reason);
+  } while (state->code == AG_OK && !text.last);
 }
 
 /* Finish the last row (a file may lack the final newline) and check that
@@ -400,44 +369,106 @@ static void finish_input(struct csv_state *state, struct csv_parser *parser)
          "no header row: the file contains only blank lines or a BOM");
 }
 
-enum ag_code export_parse_csv(const char *path, const struct export_sink *sink,
-                              struct ag_error *err)
+/* Read the whole input once: the records, or with PASS_DOCUMENTS the
+ * documents of group. */
+static enum ag_code run_pass(struct csv_input *input, char delimiter,
+                             enum csv_pass pass, struct csv_group *group,
+                             const struct export_sink *sink,
+                             struct ag_error *err)
 {
-  struct csv_state state = {.sink = sink, .err = err, .line = 1};
+  struct csv_state state = {
+      .sink = sink,
+      .err = err,
+      .pass = pass,
+      .input = input,
+      .group = group,
+      .line = 1,
+  };
   struct csv_parser parser;
-  bool parser_ready = false;
-  unsigned char *buffer = NULL;
-  FILE *file = NULL;
 
-  file = fopen(path, "rb");
-  if (file == NULL) {
-    fail(&state, AG_ELOCAL, "open failed: %s", strerror(errno));
-    goto done;
-  }
-  buffer = malloc(UTF8_CARRY_MAX + READ_BLOCK_SIZE);
-  if (buffer == NULL) {
-    fail(&state, AG_ENOMEM, "out of memory for the read buffer");
-    goto done;
-  }
-  if (csv_init(&parser, CSV_STRICT | CSV_APPEND_NULL | CSV_STRICT_FINI) != 0) {
-    fail(&state, AG_ENOMEM, "cannot initialise the CSV parser");
-    goto done;
-  }
-  parser_ready = true;
+  if (csv_init(&parser, CSV_STRICT | CSV_APPEND_NULL | CSV_STRICT_FINI) != 0)
+    return ag_error_set(err, AG_ENOMEM, "cannot initialise the CSV parser");
+  csv_set_delim(&parser, (unsigned char)delimiter);
   csv_set_space_func(&parser, is_never_space);
-  csv_set_blk_size(&parser, READ_BLOCK_SIZE);
+  csv_set_blk_size(&parser, CSV_READ_BLOCK_SIZE);
 
-  read_blocks(&state, &parser, file, buffer);
+  feed_input(&state, &parser);
   if (state.code == AG_OK)
     finish_input(&state, &parser);
 
-done:
-  if (parser_ready)
-    csv_free(&parser);
+  csv_free(&parser);
   json_decref(state.row);
   json_decref(state.header);
-  free(buffer);
+  return state.code;
+}
+
+static char delimiter_char(enum csv_delimiter delimiter)
+{
+  switch (delimiter) {
+  case CSV_DELIMITER_SEMICOLON:
+    return ';';
+  case CSV_DELIMITER_TAB:
+    return '\t';
+  case CSV_DELIMITER_COMMA:
+  case CSV_DELIMITER_AUTO:
+    break;
+  }
+  return ',';
+}
+
+/* Run the second pass, which sends the list "documents". */
+static enum ag_code run_documents_pass(struct csv_input *input, char delimiter,
+                                       struct csv_group *group,
+                                       const struct export_sink *sink,
+                                       struct ag_error *err)
+{
+  enum ag_code code = csv_input_rewind(input, err);
+
+  if (code == AG_OK)
+    code = sink->begin(sink->ctx, "documents", err);
+  if (code == AG_OK)
+    code = run_pass(input, delimiter, PASS_DOCUMENTS, group, sink, err);
+  if (code == AG_OK)
+    code = csv_group_finish(group, err);
+  return code;
+}
+
+enum ag_code export_parse_csv(const char *path,
+                              const struct export_csv_options *options,
+                              const struct export_sink *sink,
+                              struct ag_error *err)
+{
+  static const struct export_csv_options defaults = {.delimiter =
+                                                         CSV_DELIMITER_COMMA};
+  struct csv_input *input = NULL;
+  struct csv_group *group = NULL;
+  enum ag_code code = AG_OK;
+  FILE *file = NULL;
+
+  if (options == NULL)
+    options = &defaults;
+  char delimiter = delimiter_char(options->delimiter);
+
+  file = fopen(path, "rb");
+  if (file == NULL) {
+    code = ag_error_set(err, AG_ELOCAL, "open failed: %s", strerror(errno));
+    goto done;
+  }
+  code = csv_input_open(file, options->encoding, &input, err);
+  if (code == AG_OK && options->group_by != NULL)
+    code = csv_group_new(options->group_by, &group, err);
+  if (code == AG_OK && options->delimiter == CSV_DELIMITER_AUTO)
+    code = csv_input_sniff_delimiter(input, &delimiter, err);
+
+  if (code == AG_OK)
+    code = run_pass(input, delimiter, PASS_RECORDS, group, sink, err);
+  if (code == AG_OK && group != NULL)
+    code = run_documents_pass(input, delimiter, group, sink, err);
+
+done:
+  csv_group_free(group);
+  csv_input_close(input);
   if (file != NULL)
     fclose(file);
-  return state.code;
+  return code;
 }

@@ -44,6 +44,7 @@ struct xml_parse {
   struct ag_error *err;
   enum ag_code code;             /* first failure, also when err is NULL */
   bool begun;                    /* sink->begin has been called */
+  bool saw_results;              /* export/results was found */
   bool skip_subtree;             /* move on with xmlTextReaderNext, not Read */
   const xmlChar *annotation_url; /* annotation being converted, or NULL */
   bool prolog_done;              /* the root element start has been read */
@@ -233,22 +234,48 @@ static bool is_element(const xmlNode *node, const char *name)
          xmlStrEqual(node->name, (const xmlChar *)name);
 }
 
-static xmlNode *find_child(const xmlNode *parent, const char *name)
+/* Return the child element called name, or NULL when there is none. A
+ * second one is recorded as AG_EPARSE, because keeping either would
+ * silently drop the other. Accepts a NULL parent. */
+static xmlNode *single_child(struct xml_parse *parse, const xmlNode *parent,
+                             const char *name)
 {
+  xmlNode *first = NULL;
+
+  if (parent == NULL)
+    return NULL;
   for (xmlNode *child = parent->children; child != NULL; child = child->next) {
-    if (is_element(child, name))
-      return child;
+    if (!is_element(child, name))
+      continue;
+    if (first != NULL) {
+      fail_at(parse, child, "<%s> appears twice in <%s>", name,
+              (const char *)parent->name);
+      return NULL;
+    }
+    first = child;
   }
-  return NULL;
+  return first;
 }
 
 /* Return the text of element as a JSON string, or JSON null when element
- * is NULL. libxml2 has already rejected invalid UTF-8, so a NULL return
- * means out of memory. */
-static json_t *text_or_null(const xmlNode *element)
+ * is NULL. An element with child elements is recorded as AG_EPARSE, because
+ * flattening it would silently join texts. libxml2 has already rejected
+ * invalid UTF-8. Returns NULL on failure. */
+static json_t *text_or_null(struct xml_parse *parse, const xmlNode *element)
 {
+  char shown[QUOTE_MAX];
+
   if (element == NULL)
     return json_null();
+  for (const xmlNode *child = element->children; child != NULL;
+       child = child->next) {
+    if (child->type == XML_ELEMENT_NODE) {
+      fail_at(parse, child, "<%s> contains the element <%s>; expected text",
+              (const char *)element->name,
+              quote(shown, sizeof(shown), child->name));
+      return NULL;
+    }
+  }
 
   xmlChar *text = xmlNodeGetContent(element);
   if (text == NULL)
@@ -269,36 +296,6 @@ static json_t *attribute_or_null(const xmlNode *element, const char *name)
   json_t *value = json_string((const char *)text);
   xmlFree(text);
   return value;
-}
-
-/* Return the annotation id: the last path segment of url. A canonical
- * decimal of at most 18 digits (which always fits in json_int_t) becomes
- * a JSON integer, anything else stays a string, so no text is altered. */
-static json_t *annotation_id(const xmlChar *url)
-{
-  if (url == NULL)
-    return json_null();
-
-  const char *text = (const char *)url;
-  size_t end = strlen(text);
-  if (end > 0 && text[end - 1] == '/')
-    end--;
-  size_t start = end;
-  while (start > 0 && text[start - 1] != '/')
-    start--;
-
-  const char *segment = text + start;
-  size_t len = end - start;
-  bool canonical = len > 0 && len <= 18 && (segment[0] != '0' || len == 1);
-  for (size_t i = 0; canonical && i < len; i++)
-    canonical = segment[i] >= '0' && segment[i] <= '9';
-  if (!canonical)
-    return json_stringn(segment, len);
-
-  json_int_t id = 0;
-  for (size_t i = 0; i < len; i++)
-    id = id * 10 + (segment[i] - '0');
-  return json_integer(id);
 }
 
 /* Return the schema_id of element, recording AG_EPARSE when it has none.
@@ -330,7 +327,8 @@ static enum ag_code add_datapoint(struct xml_parse *parse,
   if (json_object_get(object, key) != NULL) {
     fail_at(parse, datapoint, "duplicate datapoint schema_id \"%s\"",
             quote(shown, sizeof(shown), schema_id));
-  } else if (json_object_set_new(object, key, text_or_null(datapoint)) != 0) {
+  } else if (json_object_set_new(object, key, text_or_null(parse, datapoint)) !=
+             0) {
     fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
   }
   xmlFree(schema_id);
@@ -376,7 +374,7 @@ static json_t *convert_row(struct xml_parse *parse, const xmlNode *child)
     return convert_tuple(parse, child);
 
   if (is_element(child, "datapoint")) {
-    json_t *value = text_or_null(child);
+    json_t *value = text_or_null(parse, child);
     if (value == NULL)
       fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
     return value;
@@ -476,7 +474,7 @@ static enum ag_code add_metadata_item(struct xml_parse *parse,
     fail_at(parse, item, "metadata item \"%s\" has child elements",
             quote(shown, sizeof(shown), key));
   } else if (json_object_set_new(metadata, (const char *)key,
-                                 text_or_null(item)) != 0) {
+                                 text_or_null(parse, item)) != 0) {
     fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
   }
   xmlFree(key);
@@ -528,46 +526,49 @@ static json_t *convert_automated(struct xml_parse *parse,
 }
 
 /* Return modifier/username as a string, or null when there is none. */
-static json_t *convert_modifier(const xmlNode *annotation)
+static json_t *convert_modifier(struct xml_parse *parse,
+                                const xmlNode *annotation)
 {
-  const xmlNode *modifier = find_child(annotation, "modifier");
+  const xmlNode *modifier = single_child(parse, annotation, "modifier");
 
-  if (modifier == NULL)
-    return json_null();
-  return text_or_null(find_child(modifier, "username"));
+  if (parse->code != AG_OK)
+    return NULL;
+  return text_or_null(parse, single_child(parse, modifier, "username"));
 }
 
 /* Add the scalar keys, id to automated, in the documented order. */
 static enum ag_code add_scalars(struct xml_parse *parse,
                                 const xmlNode *annotation, json_t *object)
 {
-  const xmlNode *document = find_child(annotation, "document");
-  const xmlNode *file_name =
-      document != NULL ? find_child(document, "file_name") : NULL;
+  const xmlNode *document = single_child(parse, annotation, "document");
+  const xmlNode *file_name = single_child(parse, document, "file_name");
   int failed = 0;
 
-  failed |=
-      json_object_set_new(object, "id", annotation_id(parse->annotation_url));
+  failed |= json_object_set_new(
+      object, "id", export_annotation_id((const char *)parse->annotation_url));
   failed |=
       json_object_set_new(object, "url", attribute_or_null(annotation, "url"));
-  failed |= json_object_set_new(object, "status",
-                                text_or_null(find_child(annotation, "status")));
   failed |= json_object_set_new(
-      object, "arrived_at", text_or_null(find_child(annotation, "arrived_at")));
+      object, "status",
+      text_or_null(parse, single_child(parse, annotation, "status")));
+  failed |= json_object_set_new(
+      object, "arrived_at",
+      text_or_null(parse, single_child(parse, annotation, "arrived_at")));
+  failed |= json_object_set_new(
+      object, "exported_at",
+      text_or_null(parse, single_child(parse, annotation, "exported_at")));
   failed |=
-      json_object_set_new(object, "exported_at",
-                          text_or_null(find_child(annotation, "exported_at")));
-  failed |= json_object_set_new(object, "file_name", text_or_null(file_name));
+      json_object_set_new(object, "file_name", text_or_null(parse, file_name));
   failed |= json_object_set_new(object, "document_url",
                                 attribute_or_null(document, "url"));
-  failed |=
-      json_object_set_new(object, "modifier", convert_modifier(annotation));
+  failed |= json_object_set_new(object, "modifier",
+                                convert_modifier(parse, annotation));
   if (failed != 0)
     return fail(parse, AG_ENOMEM,
                 "out of memory while converting an annotation");
 
   json_t *automated =
-      convert_automated(parse, find_child(annotation, "automated"));
+      convert_automated(parse, single_child(parse, annotation, "automated"));
   if (automated == NULL)
     return parse->code;
   if (json_object_set_new(object, "automated", automated) != 0)
@@ -594,11 +595,14 @@ static enum ag_code add_collections(struct xml_parse *parse,
                 "out of memory while converting an annotation");
 
   /* The three objects are borrowed from object from here on. */
-  const xmlNode *content = find_child(annotation, "content");
+  const xmlNode *content = single_child(parse, annotation, "content");
+  const xmlNode *metadata_element = single_child(parse, annotation, "metadata");
+  if (parse->code != AG_OK)
+    return parse->code;
   if (content != NULL &&
       collect_content(parse, content, fields, tables) != AG_OK)
     return parse->code;
-  return collect_metadata(parse, find_child(annotation, "metadata"), metadata);
+  return collect_metadata(parse, metadata_element, metadata);
 }
 
 /* Convert the expanded annotation subtree to its JSON object. */
@@ -687,7 +691,12 @@ static enum ag_code visit_element(struct xml_parse *parse)
   }
 
   if (depth == 1) {
-    parse->skip_subtree = !xmlStrEqual(name, (const xmlChar *)"results");
+    bool results = xmlStrEqual(name, (const xmlChar *)"results");
+    if (results && parse->saw_results)
+      return fail(parse, AG_EPARSE, "line %ld: a second <results> element",
+                  line);
+    parse->saw_results |= results;
+    parse->skip_subtree = !results;
     return AG_OK;
   }
 
@@ -735,6 +744,11 @@ static enum ag_code walk_document(struct xml_parse *parse)
   if (status < 0)
     return fail(parse, AG_EPARSE, "line %d: invalid XML",
                 xmlTextReaderGetParserLineNumber(parse->reader));
+
+  if (!parse->saw_results)
+    return fail(parse, AG_EPARSE,
+                "no <results> element in <export>, so this is not a Rossum "
+                "export; check the queue's export settings");
 
   /* An export without annotations still gets an (empty) list. */
   return begin_list(parse);

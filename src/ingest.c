@@ -10,16 +10,23 @@
 
 #include "agent/export.h"
 #include "agent/log.h"
+#include "agent/mapping.h"
 #include "agent/names.h"
 #include "agent/output.h"
+#include "agent/passthrough.h"
 #include "agent/rpath.h"
+
+/* The manifest's format of a passthrough file, as in its sidecar. */
+#define PASSTHROUGH_RECORD_FORMAT "passthrough"
 
 /* A download in progress: the local copy and its running hash. */
 struct download {
+  const struct agent *agent;
   FILE *file;
   char *path;
   EVP_MD_CTX *hash;
   uint64_t bytes;
+  bool cancelled; /* the agent's hooks asked to stop during the download */
   char sha256[65];
 };
 
@@ -33,6 +40,18 @@ static enum ag_code write_block(void *ctx, const void *data, size_t len,
   if (EVP_DigestUpdate(download->hash, data, len) != 1)
     return ag_error_set(err, AG_ENOMEM, "SHA-256 update failed");
   download->bytes += len;
+
+  /* NOTE: the request is checked between blocks only. A read that the
+   * server leaves unanswered delays the stop by up to config->timeout. */
+  agent_report_progress(download->agent);
+  if (agent_stop_requested(download->agent)) {
+    /* Any error code ends the download. ingest_file() checks cancelled
+     * first; a fatal code makes sure that a caller that does not still
+     * ends the pass instead of taking the partial copy. */
+    download->cancelled = true;
+    return ag_error_set(err, AG_ELOCAL,
+                        "download cancelled because the agent is stopping");
+  }
   return AG_OK;
 }
 
@@ -58,6 +77,7 @@ static enum ag_code download_file(struct agent *agent,
       rpath_join(agent->config->inbox, file->rel, file->rel_len);
   enum ag_code code = AG_OK;
 
+  download->agent = agent;
   download->hash = EVP_MD_CTX_new();
   if (remote_path == NULL || download->hash == NULL ||
       EVP_DigestInit_ex(download->hash, EVP_sha256(), NULL) != 1) {
@@ -99,6 +119,39 @@ static enum ag_code record_step(struct agent *agent,
   return manifest_put(agent->manifest, file->rel, file->rel_len, record, err);
 }
 
+/* Parse the file at path with the parser for format into sink, through the
+ * [mapping] when the config has one. */
+static enum ag_code parse_export(const struct config *config,
+                                 enum export_format format, const char *path,
+                                 const struct export_sink *sink,
+                                 struct ag_error *err)
+{
+  struct export_csv_options csv = {
+      .delimiter = config->delimiter,
+      .encoding = config->encoding,
+      .group_by = config->group_by,
+  };
+  struct mapping *mapping = NULL;
+  enum ag_code code = AG_OK;
+
+  if (config->mapping_count > 0) {
+    code = mapping_new(config->mapping, config->mapping_count, sink, &mapping,
+                       err);
+    if (code != AG_OK)
+      return code;
+    sink = mapping_sink(mapping);
+  }
+
+  if (format == EXPORT_XML)
+    code = export_parse_xml(path, sink, err);
+  else if (format == EXPORT_JSON)
+    code = export_parse_json(path, sink, err);
+  else
+    code = export_parse_csv(path, &csv, sink, err);
+  mapping_free(mapping);
+  return code;
+}
+
 /* Parse the downloaded copy into a new output document and publish it.
  * On AG_EPARSE, err holds the reason and nothing was published. */
 static enum ag_code
@@ -123,10 +176,8 @@ parse_and_publish(struct agent *agent, const struct candidate *file,
   code = output_begin(agent->config->output_dir, &source, &doc, err);
   if (code != AG_OK)
     return code;
-  if (format == EXPORT_XML)
-    code = export_parse_xml(download->path, output_sink(doc), err);
-  else
-    code = export_parse_csv(download->path, output_sink(doc), err);
+  code = parse_export(agent->config, format, download->path, output_sink(doc),
+                      err);
   if (code != AG_OK) {
     output_abort(doc);
     return code;
@@ -144,32 +195,38 @@ parse_and_publish(struct agent *agent, const struct candidate *file,
   return output_commit(doc, *output_name, err);
 }
 
-/* Return whether this exact content was delivered before under the same
- * name, as when Rossum exports an annotation again unchanged. */
-static enum ag_code delivered_before(struct agent *agent,
+/* Copy the downloaded file unchanged into the output folder, with its
+ * sidecar. */
+static enum ag_code publish_original(struct agent *agent,
                                      const struct candidate *file,
-                                     const char *sha256, bool *duplicate,
-                                     struct ag_error *err)
+                                     const struct download *download,
+                                     char **output_name, struct ag_error *err)
 {
-  char *key = NULL;
-  bool found = false;
-  enum ag_code code =
-      manifest_find_delivered(agent->manifest, sha256, &found, &key, err);
+  struct output_source source = {
+      .inbox = agent->config->inbox,
+      .rel = file->rel,
+      .rel_len = file->rel_len,
+      .size = file->size,
+      .mtime = file->mtime,
+      .sha256 = download->sha256,
+      .format = "passthrough",
+  };
 
-  *duplicate = code == AG_OK && found && key != NULL &&
-               strlen(key) == file->rel_len &&
-               memcmp(key, file->rel, file->rel_len) == 0;
-  free(key);
-  return code;
+  return passthrough_publish(agent->config->output_dir, &source, download->path,
+                             output_name, err);
 }
 
 /* Return the reason a file cannot be taken before it is even parsed, or
- * NULL when it looks like an export. */
+ * NULL when it looks like an export or is a passthrough file, which may
+ * also be empty. */
 static const char *precheck(const struct candidate *file,
-                            enum export_format format)
+                            enum export_format format, bool passthrough)
 {
+  if (passthrough)
+    return NULL;
   if (format == EXPORT_UNKNOWN)
-    return "unsupported file type: the name must end in .xml or .csv";
+    return "unsupported file type: the name must end in .xml, .csv or .json, "
+           "or match a [remote] passthrough pattern to be copied unchanged";
   if (file->size == 0)
     return "empty file";
   return NULL;
@@ -179,7 +236,7 @@ static const char *precheck(const struct candidate *file,
  * the same name recorded about its history. */
 static enum ag_code start_record(struct agent *agent,
                                  const struct candidate *file,
-                                 enum export_format format,
+                                 const char *format_name,
                                  struct manifest_record *record,
                                  struct ag_error *err)
 {
@@ -194,8 +251,7 @@ static enum ag_code start_record(struct agent *agent,
   record->attempts = found ? earlier.attempts + 1 : 1;
   record->size = file->size;
   record->mtime = file->mtime;
-  snprintf(record->format, sizeof(record->format), "%s",
-           format == EXPORT_UNKNOWN ? "" : export_format_name(format));
+  snprintf(record->format, sizeof(record->format), "%s", format_name);
   manifest_record_clear(&earlier);
   return record_step(agent, file, record, MANIFEST_SEEN, err);
 }
@@ -232,7 +288,9 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
                          struct agent_summary *summary, struct ag_error *err)
 {
   const char *base = file->rel + rpath_base_offset(file->rel, file->rel_len);
-  enum export_format format = export_format_of(base);
+  bool passthrough = passthrough_selected(agent->config, base);
+  enum export_format format =
+      passthrough ? EXPORT_UNKNOWN : export_format_of(base);
   struct manifest_record record = {0};
   struct download download = {0};
   struct ag_error file_err = {0};
@@ -241,17 +299,32 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   bool duplicate = false;
   char shown[512];
 
+  const char *format_name = "";
+  if (passthrough)
+    format_name = PASSTHROUGH_RECORD_FORMAT;
+  else if (format != EXPORT_UNKNOWN)
+    format_name = export_format_name(format);
+
   log_escape(shown, sizeof(shown), file->rel, file->rel_len);
-  enum ag_code code = start_record(agent, file, format, &record, err);
+  enum ag_code code = start_record(agent, file, format_name, &record, err);
   if (code != AG_OK)
     goto out;
-  const char *refusal = precheck(file, format);
+  const char *refusal = precheck(file, format, passthrough);
   if (refusal != NULL) {
     code = dispose_failed(agent, file, &record, refusal, summary, err);
     goto out;
   }
 
   if (download_file(agent, file, &download, &file_err) != AG_OK) {
+    if (download.cancelled) {
+      /* download_discard() removes the partial copy, and the record stays
+       * SEEN, so the next pass downloads the file from the start. */
+      summary->deferred++;
+      log_info("stopped downloading '%s' because the agent is stopping; it "
+               "is downloaded again on the next run",
+               shown);
+      goto out;
+    }
     code = handle_download_error(agent, file, &file_err, summary, err);
     goto out;
   }
@@ -259,7 +332,8 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   memcpy(record.sha256, download.sha256, sizeof(record.sha256));
   code = record_step(agent, file, &record, MANIFEST_DOWNLOADED, err);
   if (code == AG_OK)
-    code = delivered_before(agent, file, record.sha256, &duplicate, err);
+    code = manifest_was_delivered(agent->manifest, record.sha256, file->rel,
+                                  file->rel_len, &duplicate, err);
   if (code != AG_OK)
     goto out;
 
@@ -269,8 +343,11 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
              "%.16s); archiving it without a second delivery",
              shown, record.sha256);
   } else {
-    code = parse_and_publish(agent, file, &download, format, &output_name,
-                             &items, &file_err);
+    if (passthrough)
+      code = publish_original(agent, file, &download, &output_name, &file_err);
+    else
+      code = parse_and_publish(agent, file, &download, format, &output_name,
+                               &items, &file_err);
     if (code == AG_EPARSE) {
       code =
           dispose_failed(agent, file, &record, file_err.message, summary, err);
@@ -281,18 +358,30 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
       goto out;
     }
     summary->delivered++;
-    log_info(
-        "delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
-        record.format, items, format == EXPORT_XML ? "annotations" : "records",
-        (unsigned long long)file->size, agent->config->output_dir, output_name);
+    summary->delivered_by_format[agent_format_of(record.format)]++;
+    if (passthrough)
+      log_info("delivered '%s' (original document, %llu bytes) as '%s/%s' "
+               "with its sidecar '%s.json'",
+               shown, (unsigned long long)file->size, agent->config->output_dir,
+               output_name, output_name);
+    else
+      log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
+               record.format, items,
+               format == EXPORT_CSV ? "records" : "annotations",
+               (unsigned long long)file->size, agent->config->output_dir,
+               output_name);
     record.output = output_name;
     output_name = NULL;
   }
 
-  record.archive_path = dispose_archive_target(agent->config, file->rel,
-                                               file->rel_len, plat_wall_time());
-  if (record.archive_path == NULL)
-    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  /* The planned archive path goes into the DELIVERED record, so that after
+   * a crash during the move the next pass can tell whether it happened. */
+  if (agent->config->on_success == ON_SUCCESS_MOVE) {
+    record.archive_path = dispose_archive_target(
+        agent->config, file->rel, file->rel_len, plat_wall_time());
+    if (record.archive_path == NULL)
+      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  }
   if (code == AG_OK)
     code = record_step(agent, file, &record, MANIFEST_DELIVERED, err);
   if (code == AG_OK)

@@ -5,7 +5,7 @@
  * with MDB_NOSUBDIR), manifest.mdb-lock (LMDB's lock file) and agent-id.
  * Named databases: "files" (relative path -> record), "delivered"
  * (SHA-256 hex -> relative path) and "meta" (schema_version, created_at,
- * both as decimal text). */
+ * both as decimal text, and the values of manifest_set_meta()). */
 #include "agent/manifest.h"
 
 #include "agent/log.h"
@@ -1010,20 +1010,36 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
 struct put_request {
   MDB_val key;
   MDB_val value;
-  MDB_val sha256; /* mv_data is NULL unless the delivered table changes */
+  MDB_val version; /* mv_data is NULL unless the delivered table changes */
 };
+
+/* Store in out the delivered table's key for a version: the SHA-256 of the
+ * content hash, a NUL byte and the file key. One fixed-size key per (name,
+ * content) pair keeps every version a name ever had, whatever its length. */
+static int version_key(const char *sha256, const void *key, size_t key_len,
+                       unsigned char out[32])
+{
+  EVP_MD_CTX *hash = EVP_MD_CTX_new();
+  int ok = hash != NULL && EVP_DigestInit_ex(hash, EVP_sha256(), NULL) == 1 &&
+           EVP_DigestUpdate(hash, sha256, 65) == 1 &&
+           EVP_DigestUpdate(hash, key, key_len) == 1 &&
+           EVP_DigestFinal_ex(hash, out, NULL) == 1;
+
+  EVP_MD_CTX_free(hash);
+  return ok ? 0 : -1;
+}
 
 static int put_step(struct manifest *manifest, MDB_txn *txn, const void *ctx)
 {
   const struct put_request *request = ctx;
   MDB_val key = request->key;
   MDB_val value = request->value;
-  MDB_val sha256 = request->sha256;
+  MDB_val version = request->version;
 
   int rc = mdb_put(txn, manifest->files, &key, &value, 0);
-  if (rc != MDB_SUCCESS || sha256.mv_data == NULL)
+  if (rc != MDB_SUCCESS || version.mv_data == NULL)
     return rc;
-  return mdb_put(txn, manifest->delivered, &sha256, &key, 0);
+  return mdb_put(txn, manifest->delivered, &version, &key, 0);
 }
 
 enum ag_code manifest_put(struct manifest *manifest, const void *key,
@@ -1045,9 +1061,14 @@ enum ag_code manifest_put(struct manifest *manifest, const void *key,
     return fail_nomem(err, "encoding a manifest record");
   request.value.mv_size = strlen(text);
   request.value.mv_data = text;
+  unsigned char version[32];
   if (record->state == MANIFEST_DELIVERED && record->sha256[0] != '\0') {
-    request.sha256.mv_size = 64;
-    request.sha256.mv_data = (void *)record->sha256;
+    if (version_key(record->sha256, key, key_len, version) != 0) {
+      free(text);
+      return fail_nomem(err, "hashing a delivered version");
+    }
+    request.version.mv_size = sizeof(version);
+    request.version.mv_data = version;
   }
 
   int rc = run_write(manifest, put_step, &request);
@@ -1058,19 +1079,18 @@ enum ag_code manifest_put(struct manifest *manifest, const void *key,
   return code;
 }
 
-enum ag_code manifest_find_delivered(struct manifest *manifest,
-                                     const char *sha256, bool *found,
-                                     char **key_out, struct ag_error *err)
+enum ag_code manifest_was_delivered(struct manifest *manifest,
+                                    const char *sha256, const void *key,
+                                    size_t key_len, bool *found,
+                                    struct ag_error *err)
 {
-  MDB_val lookup = {64, (void *)sha256};
+  unsigned char version[32];
+  MDB_val lookup = {sizeof(version), version};
   MDB_val value;
   MDB_txn *txn = NULL;
-  enum ag_code code = AG_OK;
   char shown[80];
 
   *found = false;
-  if (key_out != NULL)
-    *key_out = NULL;
   if (strnlen(sha256, 65) != 64 || !is_sha256_hex(sha256))
     return ag_error_set(
         err, AG_ESTATE,
@@ -1078,29 +1098,22 @@ enum ag_code manifest_find_delivered(struct manifest *manifest,
         "expected 64 lowercase hex digits. This is a bug in "
         "the agent.",
         log_escape(shown, sizeof(shown), sha256, strnlen(sha256, 65)));
+  if (version_key(sha256, key, key_len, version) != 0)
+    return fail_nomem(err, "hashing a delivered version");
 
   int rc = begin_txn(manifest, MDB_RDONLY, &txn);
   if (rc == MDB_SUCCESS)
     rc = mdb_get(txn, manifest->delivered, &lookup, &value);
-  if (rc == MDB_SUCCESS && key_out != NULL) {
-    *key_out = malloc(value.mv_size + 1);
-    if (*key_out == NULL) {
-      code = fail_nomem(err, "looking up a delivered version");
-      goto done;
-    }
-    memcpy(*key_out, value.mv_data, value.mv_size);
-    (*key_out)[value.mv_size] = '\0';
-  }
-  if (rc == MDB_SUCCESS)
-    *found = true;
-  else if (rc != MDB_NOTFOUND)
-    code = fail_mdb(err, rc, "look up delivered version %s in manifest '%s'",
-                    sha256, manifest->db_path);
-
-done:
   if (txn != NULL)
     mdb_txn_abort(txn);
-  return code;
+  if (rc == MDB_SUCCESS) {
+    *found = true;
+    return AG_OK;
+  }
+  if (rc == MDB_NOTFOUND)
+    return AG_OK;
+  return fail_mdb(err, rc, "look up delivered version %s in manifest '%s'",
+                  sha256, manifest->db_path);
 }
 
 enum ag_code manifest_foreach(struct manifest *manifest, manifest_each_fn fn,
@@ -1189,6 +1202,128 @@ enum ag_code manifest_counts(struct manifest *manifest,
   for (size_t i = 0; i < MANIFEST_STATE_COUNT; i++)
     counts[i] = 0;
   return manifest_foreach(manifest, count_record, counts, err);
+}
+
+/* ---- Meta values and deletion ---- */
+
+/* The writes of one manifest_set_meta(). */
+struct meta_request {
+  MDB_val key;
+  MDB_val value;
+};
+
+static int put_meta_step(struct manifest *manifest, MDB_txn *txn,
+                         const void *ctx)
+{
+  const struct meta_request *request = ctx;
+  MDB_val key = request->key;
+  MDB_val value = request->value;
+
+  return mdb_put(txn, manifest->meta, &key, &value, 0);
+}
+
+static enum ag_code check_meta_key(const char *key, struct ag_error *err)
+{
+  size_t len = strlen(key);
+  char shown[KEY_TEXT_MAX];
+
+  if (len > 0 && len <= MANIFEST_META_KEY_MAX)
+    return AG_OK;
+  return ag_error_set(err, AG_ESTATE,
+                      "invalid manifest meta key '%s' of %zu bytes: "
+                      "expected 1 to %d. This is a bug in the agent.",
+                      log_escape(shown, sizeof(shown), key, len), len,
+                      MANIFEST_META_KEY_MAX);
+}
+
+enum ag_code manifest_set_meta(struct manifest *manifest, const char *key,
+                               const char *value, struct ag_error *err)
+{
+  enum ag_code code = check_meta_key(key, err);
+  size_t value_len = strlen(value);
+
+  if (code != AG_OK)
+    return code;
+  if (strcmp(key, META_SCHEMA_KEY) == 0 || strcmp(key, META_CREATED_KEY) == 0)
+    return ag_error_set(err, AG_ESTATE,
+                        "manifest meta key '%s' is written only when the "
+                        "manifest is created. This is a bug in the agent.",
+                        key);
+  if (value_len > MANIFEST_META_VALUE_MAX)
+    return ag_error_set(err, AG_ESTATE,
+                        "manifest meta value for '%s' is %zu bytes, more "
+                        "than %d. This is a bug in the agent.",
+                        key, value_len, MANIFEST_META_VALUE_MAX);
+
+  struct meta_request request = {{strlen(key), (void *)key},
+                                 {value_len, (void *)value}};
+  int rc = run_write(manifest, put_meta_step, &request);
+  if (rc != MDB_SUCCESS)
+    return fail_mdb(err, rc, "store '%s' in the meta table of manifest '%s'",
+                    key, manifest->db_path);
+  return AG_OK;
+}
+
+enum ag_code manifest_get_meta(struct manifest *manifest, const char *key,
+                               char **value_out, struct ag_error *err)
+{
+  MDB_val lookup = {strlen(key), (void *)key};
+  MDB_val value;
+  MDB_txn *txn = NULL;
+  enum ag_code code = check_meta_key(key, err);
+
+  *value_out = NULL;
+  if (code != AG_OK)
+    return code;
+  int rc = begin_txn(manifest, MDB_RDONLY, &txn);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_get(txn, manifest->meta, &lookup, &value);
+
+  /* value points into the map, which is valid only inside txn. */
+  if (rc == MDB_SUCCESS) {
+    *value_out = malloc(value.mv_size + 1);
+    if (*value_out == NULL) {
+      code = fail_nomem(err, "reading a manifest meta value");
+    } else {
+      memcpy(*value_out, value.mv_data, value.mv_size);
+      (*value_out)[value.mv_size] = '\0';
+    }
+  } else if (rc != MDB_NOTFOUND) {
+    code = fail_mdb(err, rc, "read '%s' from the meta table of manifest '%s'",
+                    key, manifest->db_path);
+  }
+  if (txn != NULL)
+    mdb_txn_abort(txn);
+  return code;
+}
+
+static int delete_step(struct manifest *manifest, MDB_txn *txn, const void *ctx)
+{
+  MDB_val key = *(const MDB_val *)ctx;
+
+  return mdb_del(txn, manifest->files, &key, NULL);
+}
+
+enum ag_code manifest_delete(struct manifest *manifest, const void *key,
+                             size_t key_len, bool *found, struct ag_error *err)
+{
+  MDB_val lookup = {key_len, (void *)key};
+  char key_text[KEY_TEXT_MAX];
+  enum ag_code code = check_key(manifest, key, key_len, err);
+
+  *found = false;
+  if (code != AG_OK)
+    return code;
+  int rc = run_write(manifest, delete_step, &lookup);
+  if (rc == MDB_NOTFOUND)
+    return AG_OK;
+  if (rc != MDB_SUCCESS) {
+    log_escape(key_text, sizeof(key_text), key, key_len);
+    return fail_mdb(err, rc, "remove the record for '%s' from manifest '%s'",
+                    key_text, manifest->db_path);
+  }
+  *found = true;
+  return AG_OK;
 }
 
 /* Rename path to path + suffix when it exists. */

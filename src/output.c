@@ -18,8 +18,10 @@ struct output_doc {
   FILE *file;
   char *temp_path;
   char *dir;
-  size_t items;
-  int list_open; /* the item list's '[' has been written */
+  size_t lists;      /* lists begun */
+  size_t items;      /* items of the first list */
+  size_t list_items; /* items of the list being written */
+  int list_open;     /* the current list's '[' has been written */
   struct export_sink sink;
 };
 
@@ -51,13 +53,17 @@ static enum ag_code sink_begin(void *ctx, const char *list_name,
 
   if (key == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  code = write_text(doc, ",", err);
+
+  /* A second list, such as the CSV "documents", closes the first one. */
+  code = write_text(doc, doc->list_open ? "]," : ",", err);
   if (code == AG_OK)
     code = write_json(doc, key, err);
   if (code == AG_OK)
     code = write_text(doc, ":[", err);
   json_decref(key);
   doc->list_open = code == AG_OK;
+  doc->lists++;
+  doc->list_items = 0;
   return code;
 }
 
@@ -66,12 +72,15 @@ static enum ag_code sink_item(void *ctx, json_t *item, struct ag_error *err)
   struct output_doc *doc = ctx;
   enum ag_code code = AG_OK;
 
-  if (doc->items > 0)
+  if (doc->list_items > 0)
     code = write_text(doc, ",", err);
   if (code == AG_OK)
     code = write_json(doc, item, err);
-  if (code == AG_OK)
+  if (code != AG_OK)
+    return code;
+  if (doc->lists == 1)
     doc->items++;
+  doc->list_items++;
   return code;
 }
 
@@ -85,9 +94,7 @@ void output_format_time(int64_t t, char *out, size_t out_size)
     snprintf(out, out_size, "%s", "1970-01-01T00:00:00Z");
 }
 
-/* Build the "source" object. Names that are not valid UTF-8 are shown with
- * their bad bytes percent-escaped, and name_raw keeps the exact bytes. */
-static json_t *source_object(const struct output_source *src)
+json_t *output_source_object(const struct output_source *src)
 {
   const char *rel = src->rel;
   size_t base_at = rpath_base_offset(rel, src->rel_len);
@@ -142,7 +149,7 @@ enum ag_code output_begin(const char *dir, const struct output_source *src,
   if (doc == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   doc->dir = strdup(dir);
-  source = source_object(src);
+  source = output_source_object(src);
   if (doc->dir == NULL || source == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;

@@ -9,6 +9,7 @@
 #include "agent/remote.h"
 
 #include "agent/log.h"
+#include "agent/platform.h"
 #include "remote_internal.h"
 
 #include <libssh2.h>
@@ -276,7 +277,12 @@ enum ag_code remote_connect(const struct config *config, struct remote **out,
       config->timeout > 0 ? config->timeout : DEFAULT_TIMEOUT_SECONDS;
   set_endpoint(remote, config);
 
-  code = init_library(err);
+  /* A missing or exposed key is a config problem; say so before any
+   * network traffic rather than as a failed login. */
+  if (config->private_key != NULL)
+    code = plat_check_private_file(config->private_key, err);
+  if (code == AG_OK)
+    code = init_library(err);
   if (code == AG_OK)
     code = connect_socket(remote, config, err);
   if (code == AG_OK)
@@ -317,6 +323,29 @@ void remote_close(struct remote *remote)
   if (remote->socket >= 0)
     close(remote->socket);
   free(remote);
+}
+
+enum ag_code remote_keepalive(struct remote *remote, int interval,
+                              int *next_seconds, struct ag_error *err)
+{
+  *next_seconds = 0;
+  if (interval <= 0)
+    return AG_OK;
+
+  /* Keepalives are configured for this call only. With an interval set,
+   * libssh2 1.11 sends a due keepalive at the start of every blocking wait,
+   * which breaks a key exchange in progress, and waits only until the next
+   * one is due, so a slow reply would fail as a timeout long before
+   * config->timeout. want_reply is 0 because libssh2 keeps every reply
+   * that nobody reads in the session, where they would pile up. */
+  libssh2_keepalive_config(remote->session, 0, (unsigned)interval);
+  int rc = libssh2_keepalive_send(remote->session, next_seconds);
+  libssh2_keepalive_config(remote->session, 0, 0);
+
+  if (rc != 0)
+    return remote_fail_call(remote, rc, "send a keepalive message", AG_ECONNECT,
+                            err);
+  return AG_OK;
 }
 
 const char *remote_host_key_fingerprint(const struct remote *remote)

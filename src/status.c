@@ -1,115 +1,369 @@
-/* The status command: counts by state and the latest failures, read from
- * the manifest without taking the state folder's lock. */
+/* The status command: counts by state, the last successful pass, the
+ * backlog it left and the failed files, read from the manifest without
+ * taking the state folder's lock. agent_record_pass() stores the values
+ * that only a pass can measure in the manifest's meta table. */
 #include "agent_internal.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "agent/log.h"
 #include "agent/output.h"
 
+/* Maximum failures in the text form. The JSON form lists all of them. */
 #define STATUS_FAILURES_SHOWN 10
 
+/* One failed file, with its texts escaped for the terminal and JSON. */
 struct failure {
-  char name[512];
-  char reason[512];
-  int64_t when;
+  char *name;       /* path below the inbox, as retry and forget take it */
+  char *reason;     /* why it failed */
+  char *error_path; /* where it is in the error folder, or NULL */
+  int64_t when;     /* Unix seconds of the failure */
+  uint32_t attempts;
 };
 
-struct failure_list {
-  struct failure latest[STATUS_FAILURES_SHOWN];
-  size_t count;
-  size_t pending;
+/* The content of the status output. A negative last_success or backlog
+ * is unknown. */
+struct status_report {
+  size_t counts[MANIFEST_STATE_COUNT];
+  struct failure *failures; /* newest first */
+  size_t failure_count;
+  size_t failure_capacity;
+  int64_t last_success;
+  int64_t backlog;
 };
 
-/* Keep the most recent failures, newest first. */
-static enum ag_code note_failure(void *ctx, const void *key, size_t key_len,
-                                 const struct manifest_record *record)
+/* Return a malloc'd printable copy of len bytes, escaped as log_escape()
+ * does, without cutting it. */
+static char *escape_copy(const void *text, size_t len)
 {
-  struct failure_list *list = ctx;
-  struct failure item;
-  size_t at;
+  size_t size = 4 * len + 8;
+  char *copy = malloc(size);
 
-  if (record->state == MANIFEST_DELIVERED)
-    list->pending++;
+  if (copy != NULL)
+    log_escape(copy, size, text, len);
+  return copy;
+}
+
+static char *escape_text(const char *text)
+{
+  return text != NULL ? escape_copy(text, strlen(text)) : NULL;
+}
+
+static void free_report(struct status_report *report)
+{
+  for (size_t i = 0; i < report->failure_count; i++) {
+    free(report->failures[i].name);
+    free(report->failures[i].reason);
+    free(report->failures[i].error_path);
+  }
+  free(report->failures);
+}
+
+/* Count every record by state and keep each failed one. */
+static enum ag_code collect_record(void *ctx, const void *key, size_t key_len,
+                                   const struct manifest_record *record)
+{
+  struct status_report *report = ctx;
+
+  report->counts[record->state]++;
   if (record->state != MANIFEST_FAILED)
     return AG_OK;
-  log_escape(item.name, sizeof(item.name), key, key_len);
-  log_escape(item.reason, sizeof(item.reason),
-             record->reason != NULL ? record->reason : "",
-             record->reason != NULL ? strlen(record->reason) : 0);
-  item.when = record->updated;
+  if (report->failure_count == report->failure_capacity) {
+    size_t capacity =
+        report->failure_capacity == 0 ? 16 : report->failure_capacity * 2;
+    struct failure *grown =
+        realloc(report->failures, capacity * sizeof(*grown));
+    if (grown == NULL)
+      return AG_ENOMEM;
+    report->failures = grown;
+    report->failure_capacity = capacity;
+  }
 
-  for (at = 0; at < list->count && list->latest[at].when >= item.when; at++)
-    continue;
-  if (at == STATUS_FAILURES_SHOWN)
-    return AG_OK;
-  size_t keep = list->count < STATUS_FAILURES_SHOWN ? list->count
-                                                    : STATUS_FAILURES_SHOWN - 1;
-  memmove(&list->latest[at + 1], &list->latest[at], (keep - at) * sizeof(item));
-  list->latest[at] = item;
-  if (list->count < STATUS_FAILURES_SHOWN)
-    list->count++;
+  struct failure *item = &report->failures[report->failure_count];
+  item->name = escape_copy(key, key_len);
+  item->reason = escape_text(record->reason != NULL ? record->reason : "");
+  item->error_path = escape_text(record->archive_path);
+  item->when = record->updated;
+  item->attempts = record->attempts;
+  report->failure_count++;
+  if (item->name == NULL || item->reason == NULL ||
+      (record->archive_path != NULL && item->error_path == NULL))
+    return AG_ENOMEM;
   return AG_OK;
 }
 
-static void print_failures(FILE *out, const struct failure_list *list)
+/* Newest first, then by name. */
+static int compare_failures(const void *a, const void *b)
+{
+  const struct failure *left = a;
+  const struct failure *right = b;
+
+  if (left->when != right->when)
+    return left->when > right->when ? -1 : 1;
+  return strcmp(left->name, right->name);
+}
+
+/* Read a decimal meta value into *value, or -1 when it is not set or not
+ * a number that is 0 or more. */
+static enum ag_code read_meta_number(struct manifest *manifest, const char *key,
+                                     int64_t *value, struct ag_error *err)
+{
+  char *text = NULL;
+  char *end = NULL;
+  enum ag_code code = manifest_get_meta(manifest, key, &text, err);
+
+  *value = -1;
+  if (code != AG_OK || text == NULL)
+    return code;
+  errno = 0;
+  long long number = strtoll(text, &end, 10);
+  if (errno == 0 && end != text && *end == '\0' && number >= 0)
+    *value = (int64_t)number;
+  free(text);
+  return AG_OK;
+}
+
+static enum ag_code read_report(struct manifest *manifest,
+                                struct status_report *report,
+                                struct ag_error *err)
+{
+  enum ag_code code = manifest_foreach(manifest, collect_record, report, err);
+
+  if (code == AG_ENOMEM)
+    return ag_error_set(err, code, "out of memory");
+  if (code == AG_OK)
+    code = read_meta_number(manifest, AGENT_META_LAST_SUCCESS,
+                            &report->last_success, err);
+  if (code == AG_OK)
+    code =
+        read_meta_number(manifest, AGENT_META_BACKLOG, &report->backlog, err);
+  if (code == AG_OK)
+    qsort(report->failures, report->failure_count, sizeof(*report->failures),
+          compare_failures);
+  return code;
+}
+
+/* ---- Text ---- */
+
+static void print_last_success(FILE *out, const struct status_report *report)
 {
   char stamp[32];
 
-  if (list->count == 0)
+  if (report->last_success < 0) {
+    fprintf(out, "last successful poll: none yet\n");
     return;
-  fprintf(out, "latest failures:\n");
-  for (size_t i = 0; i < list->count; i++) {
-    output_format_time(list->latest[i].when, stamp, sizeof(stamp));
-    fprintf(out, "  %s  %s: %s\n", stamp, list->latest[i].name,
-            list->latest[i].reason);
   }
+  output_format_time(report->last_success, stamp, sizeof(stamp));
+  fprintf(out, "last successful poll: %s (%lld s ago)\n", stamp,
+          (long long)(plat_wall_time() - report->last_success));
+  if (report->backlog >= 0)
+    fprintf(out, "backlog after it: %lld files listed but not yet taken\n",
+            (long long)report->backlog);
 }
 
-enum ag_code agent_status(const struct config *config, FILE *out,
+static void print_text(FILE *out, const char *path,
+                       const struct status_report *report)
+{
+  char stamp[32];
+  size_t printed = report->failure_count < STATUS_FAILURES_SHOWN
+                       ? report->failure_count
+                       : STATUS_FAILURES_SHOWN;
+
+  fprintf(out, "manifest %s\n", path);
+  for (int state = MANIFEST_SEEN; state <= MANIFEST_FAILED; state++)
+    fprintf(out, "  %-10s %zu\n", manifest_state_name(state),
+            report->counts[state]);
+  print_last_success(out, report);
+  if (report->counts[MANIFEST_DELIVERED] > 0)
+    fprintf(out, "%zu delivered files wait for their remote move\n",
+            report->counts[MANIFEST_DELIVERED]);
+  if (printed == 0)
+    return;
+
+  fprintf(out, "latest failures:\n");
+  for (size_t i = 0; i < printed; i++) {
+    output_format_time(report->failures[i].when, stamp, sizeof(stamp));
+    fprintf(out, "  %s  %s: %s\n", stamp, report->failures[i].name,
+            report->failures[i].reason);
+  }
+  if (report->failure_count > printed)
+    fprintf(out, "  and %zu more; status --json lists all\n",
+            report->failure_count - printed);
+}
+
+/* ---- JSON ---- */
+
+/* Return a JSON string of text, escaped when it is not UTF-8, or null for
+ * NULL. */
+static json_t *text_value(const char *text)
+{
+  if (text == NULL)
+    return json_null();
+  json_t *value = json_string(text);
+  if (value != NULL)
+    return value;
+
+  char *escaped = escape_text(text);
+  value = escaped != NULL ? json_string(escaped) : NULL;
+  free(escaped);
+  return value;
+}
+
+static json_t *time_value(int64_t t)
+{
+  char stamp[32];
+
+  if (t < 0)
+    return json_null();
+  output_format_time(t, stamp, sizeof(stamp));
+  return json_string(stamp);
+}
+
+static json_t *number_value(int64_t n)
+{
+  return n < 0 ? json_null() : json_integer((json_int_t)n);
+}
+
+static json_t *failures_value(const struct status_report *report)
+{
+  json_t *list = json_array();
+
+  for (size_t i = 0; list != NULL && i < report->failure_count; i++) {
+    const struct failure *item = &report->failures[i];
+    json_t *entry = json_pack(
+        "{s:s, s:s, s:o, s:o, s:I}", "name", item->name, "reason", item->reason,
+        "failed_at", time_value(item->when), "error_path",
+        text_value(item->error_path), "attempts", (json_int_t)item->attempts);
+
+    if (json_array_append_new(list, entry) != 0) {
+      json_decref(list);
+      return NULL;
+    }
+  }
+  return list;
+}
+
+static json_t *records_value(const struct status_report *report)
+{
+  json_t *records = json_object();
+
+  for (int state = MANIFEST_SEEN; records != NULL && state <= MANIFEST_FAILED;
+       state++) {
+    if (json_object_set_new(records, manifest_state_name(state),
+                            json_integer((json_int_t)report->counts[state])) !=
+        0) {
+      json_decref(records);
+      return NULL;
+    }
+  }
+  return records;
+}
+
+/* Print the report as one JSON object. path and agent_id are NULL when
+ * the agent has not run yet. */
+static enum ag_code print_json(FILE *out, const char *path,
+                               const char *agent_id,
+                               const struct status_report *report,
+                               struct ag_error *err)
+{
+  json_t *root = json_pack(
+      "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o}", "manifest", text_value(path),
+      "agent_id", text_value(agent_id), "records", records_value(report),
+      "last_success", time_value(report->last_success), "last_success_unix",
+      number_value(report->last_success), "backlog",
+      number_value(report->backlog), "pending_archive",
+      (json_int_t)report->counts[MANIFEST_DELIVERED], "failures",
+      failures_value(report));
+
+  if (root == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  fputc('\n', out);
+  if (rc != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write the status");
+  return AG_OK;
+}
+
+/* ---- Entry points ---- */
+
+enum ag_code agent_status(const struct config *config,
+                          enum agent_status_format format, FILE *out,
                           struct ag_error *err)
 {
+  struct status_report report = {.last_success = -1, .backlog = -1};
   struct manifest *manifest = NULL;
-  struct failure_list *failures = calloc(1, sizeof(*failures));
-  size_t counts[6] = {0};
   size_t dir_len = strlen(config->state_dir);
   char *path = malloc(dir_len + sizeof("/manifest.mdb"));
   enum ag_code code = AG_OK;
 
-  if (failures == NULL || path == NULL) {
+  if (path == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
   snprintf(path, dir_len + sizeof("/manifest.mdb"), "%s/manifest.mdb",
            config->state_dir);
-  if (plat_exists(path) != 1 && plat_exists(config->state_dir) != 1) {
+
+  /* Opening the manifest would create it, so a first run is reported
+   * without opening it. */
+  bool never_ran =
+      plat_exists(path) != 1 && plat_exists(config->state_dir) != 1;
+  if (never_ran && format == AGENT_STATUS_TEXT) {
     fprintf(out,
             "state folder %s does not exist yet: the agent has not "
             "run\n",
             config->state_dir);
     goto out;
   }
-
-  code = manifest_open(config->state_dir, &manifest, err);
-  if (code == AG_OK)
-    code = manifest_counts(manifest, counts, err);
-  if (code == AG_OK)
-    code = manifest_foreach(manifest, note_failure, failures, err);
+  if (!never_ran) {
+    code = manifest_open(config->state_dir, &manifest, err);
+    if (code == AG_OK)
+      code = read_report(manifest, &report, err);
+  }
   if (code != AG_OK)
     goto out;
 
-  fprintf(out, "manifest %s\n", path);
-  for (int state = MANIFEST_SEEN; state <= MANIFEST_FAILED; state++)
-    fprintf(out, "  %-10s %zu\n", manifest_state_name(state), counts[state]);
-  if (failures->pending > 0)
-    fprintf(out, "%zu delivered files wait for their remote move\n",
-            failures->pending);
-  print_failures(out, failures);
+  if (format == AGENT_STATUS_JSON)
+    code = print_json(out, never_ran ? NULL : path,
+                      manifest != NULL ? manifest_agent_id(manifest) : NULL,
+                      &report, err);
+  else
+    print_text(out, path, &report);
 
 out:
   manifest_close(manifest);
-  free(failures);
+  free_report(&report);
   free(path);
+  return code;
+}
+
+enum ag_code agent_record_pass(struct agent *agent,
+                               struct agent_summary *summary, enum ag_code code,
+                               struct ag_error *err)
+{
+  struct ag_error read_err = {0};
+  int64_t previous = -1;
+  char text[32];
+
+  if (code != AG_OK) {
+    /* The pass already failed, and a second error would hide its cause. */
+    read_meta_number(agent->manifest, AGENT_META_LAST_SUCCESS, &previous,
+                     &read_err);
+    summary->last_success = previous > 0 ? previous : 0;
+    return code;
+  }
+
+  summary->last_success = plat_wall_time();
+  snprintf(text, sizeof(text), "%" PRId64, summary->last_success);
+  code = manifest_set_meta(agent->manifest, AGENT_META_LAST_SUCCESS, text, err);
+  if (code == AG_OK) {
+    snprintf(text, sizeof(text), "%zu", summary->backlog);
+    code = manifest_set_meta(agent->manifest, AGENT_META_BACKLOG, text, err);
+  }
   return code;
 }

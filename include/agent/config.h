@@ -15,8 +15,26 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/rossum-sftp-agent/agent.conf"
 #define CONFIG_MAX_PATTERNS 32
+#define CONFIG_MAX_MAPPINGS 256
+#define CONFIG_ENCODINGS                                                       \
+  "utf-8, windows-1250, windows-1251, windows-1252, windows-1257, "            \
+  "iso-8859-1, iso-8859-2 and iso-8859-15"
 
 enum on_success { ON_SUCCESS_MOVE, ON_SUCCESS_DELETE, ON_SUCCESS_KEEP };
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
+enum csv_delimiter {
+  CSV_DELIMITER_COMMA,
+  CSV_DELIMITER_SEMICOLON,
+  CSV_DELIMITER_TAB,
+  CSV_DELIMITER_AUTO /* sniffed from the header line */
+};
+
+/* One [mapping] entry: output name `from` becomes `to`, or is dropped
+ * when `to` is NULL (written as "-" in the file). */
+struct config_mapping {
+  char *from;
+  char *to;
+};
 
 struct config {
   char *path; /* the file this was loaded from */
@@ -46,6 +64,8 @@ struct config {
   size_t include_count;
   char *exclude[CONFIG_MAX_PATTERNS];
   size_t exclude_count;
+  char *passthrough[CONFIG_MAX_PATTERNS]; /* copied as they are */
+  size_t passthrough_count;
   int stable_seconds;
   bool recursive;
   int max_files_per_poll; /* 0 means no limit */
@@ -59,6 +79,25 @@ struct config {
   /* [agent] */
   int poll_interval;
   enum log_level log_level;
+  enum log_target log_target;
+  char *log_file;         /* with log_target = file */
+  char *metrics_file;     /* Prometheus text file, or NULL */
+  int keepalive_interval; /* seconds; 0 turns keepalives off */
+  int reconnect_base;     /* first reconnect delay, seconds */
+  int reconnect_max;      /* longest reconnect delay, seconds */
+
+  /* [csv] */
+  enum csv_delimiter delimiter;
+  char *encoding; /* NULL means UTF-8 */
+  char *group_by; /* column that groups rows into documents, or NULL */
+
+  /* [mapping] */
+  struct config_mapping mapping[CONFIG_MAX_MAPPINGS];
+  size_t mapping_count;
+
+  /* [hook] */
+  char *hook_exec;  /* command run for each delivered output, or NULL */
+  int hook_timeout; /* seconds */
 };
 
 /* Load and validate the config at path, then read the secret files it

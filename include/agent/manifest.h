@@ -4,9 +4,9 @@
  * server sent. Every write is one committed, synced LMDB transaction, so a
  * record on disk always describes a step that has already happened.
  *
- * A second table maps the SHA-256 of every delivered version to the key
- * it was delivered under, so an identical re-upload is recognised even
- * after its record was replaced.
+ * A second table holds every (key, content SHA-256) pair ever delivered,
+ * so an identical re-upload under the same name is recognised even after
+ * the name's record was replaced by other versions.
  *
  * The state folder also holds a marker (agent-id) written once the
  * manifest exists. A marker without a readable manifest means the
@@ -36,7 +36,7 @@ struct manifest_record {
   uint64_t size;      /* remote size when taken */
   int64_t mtime;      /* remote mtime when taken, Unix seconds */
   char sha256[65];    /* lowercase hex of the content, "" if not known */
-  char format[8];     /* "xml", "csv", "json", or "" */
+  char format[16];    /* "xml", "csv", "json", "passthrough", or "" */
   char *output;       /* output file name in output_dir, or NULL */
   char *archive_path; /* remote path it was (or is being) moved to */
   char *reason;       /* why it failed, or NULL */
@@ -85,12 +85,12 @@ enum ag_code manifest_put(struct manifest *manifest, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           struct ag_error *err);
 
-/* Look up a delivered version by its SHA-256 hex. Sets *found. When found
- * and key_out is not NULL, stores a malloc'd copy of the key it was
- * delivered under (NUL-terminated) in *key_out. */
-enum ag_code manifest_find_delivered(struct manifest *manifest,
-                                     const char *sha256, bool *found,
-                                     char **key_out, struct ag_error *err);
+/* Set *found to whether the content with this SHA-256 (lowercase hex) was
+ * ever delivered under key, even if the key's record was replaced since. */
+enum ag_code manifest_was_delivered(struct manifest *manifest,
+                                    const char *sha256, const void *key,
+                                    size_t key_len, bool *found,
+                                    struct ag_error *err);
 
 /* Called for each record in key order. Return AG_OK to go on. */
 typedef enum ag_code (*manifest_each_fn)(void *ctx, const void *key,
@@ -120,5 +120,30 @@ const char *manifest_agent_id(const struct manifest *manifest);
 enum ag_code manifest_counts(struct manifest *manifest,
                              size_t counts[MANIFEST_STATE_COUNT],
                              struct ag_error *err);
+
+/* Maximum sizes in bytes of a key and of a value in the meta table. */
+#define MANIFEST_META_KEY_MAX 64
+#define MANIFEST_META_VALUE_MAX 1024
+
+/* Store the text value under key in the meta table, replacing an earlier
+ * value, in one durable transaction. key is 1 to 64 bytes and value at
+ * most 1024 bytes. The keys schema_version and created_at belong to the
+ * manifest itself and give AG_ESTATE, as do other LMDB failures. */
+enum ag_code manifest_set_meta(struct manifest *manifest, const char *key,
+                               const char *value, struct ag_error *err);
+
+/* Look up key in the meta table. Stores a malloc'd, NUL-terminated copy of
+ * its value in *value_out, which the caller frees, or NULL when the key is
+ * not set. Errors: AG_ESTATE, AG_ENOMEM. */
+enum ag_code manifest_get_meta(struct manifest *manifest, const char *key,
+                               char **value_out, struct ag_error *err);
+
+/* Remove the record of key in one durable transaction, and set *found to
+ * whether there was one. The delivered-versions table keeps what was
+ * delivered under key, so identical content uploaded again under that name
+ * is still archived without a second delivery. Key limits and errors as
+ * for manifest_get(). */
+enum ag_code manifest_delete(struct manifest *manifest, const void *key,
+                             size_t key_len, bool *found, struct ag_error *err);
 
 #endif

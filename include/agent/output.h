@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "agent/error.h"
 #include "agent/export.h"
 
@@ -26,6 +28,12 @@ struct output_source {
 
 struct output_doc;
 
+/* Build the "source" object that every output and sidecar starts with.
+ * Names that are not valid UTF-8 are shown with their bad bytes written as
+ * %XX, and name_raw holds the exact bytes in base64. Returns a new
+ * reference, or NULL when out of memory. */
+json_t *output_source_object(const struct output_source *src);
+
 /* Start a document in dir for src: create the temporary file and write
  * the "format_version" and "source" members. On success stores the
  * document in *out; finish it with output_commit() or output_abort(). */
@@ -33,13 +41,15 @@ enum ag_code output_begin(const char *dir, const struct output_source *src,
                           struct output_doc **out, struct ag_error *err);
 
 /* Return the sink that a parser writes the document's items into. The
- * sink belongs to doc. */
+ * sink belongs to doc. Each begin() call starts a list after the ones
+ * before it and closes the previous list. */
 const struct export_sink *output_sink(struct output_doc *doc);
 
-/* Return how many items were written so far. */
+/* Return how many items the first list (annotations or records) got so
+ * far. Items of a later list, such as the CSV "documents", do not count. */
 size_t output_item_count(const struct output_doc *doc);
 
-/* Close the item list, sync the file and rename it to dir/final_name,
+/* Close the last item list, sync the file and rename it to dir/final_name,
  * replacing a file of that name (which, by how names are built, holds the
  * same content). Frees doc in every case; on failure the temporary file
  * is removed. */

@@ -65,11 +65,18 @@ void plat_remove(const char *path);
 enum ag_code plat_read_secret(const char *path, char **secret_out,
                               struct ag_error *err);
 
+/* Check that path is a regular file that only its owner can access, as
+ * OpenSSH requires of private keys. Error: AG_ECONFIG, naming the file and
+ * the fix. */
+enum ag_code plat_check_private_file(const char *path, struct ag_error *err);
+
 /* Overwrite len bytes at p with zeros in a way the compiler keeps. */
 void plat_wipe(void *p, size_t len);
 
 /* Return whether name matches the shell wildcard pattern ('*', '?' and
- * bracket expressions), with no special meaning for '/' or a leading '.'. */
+ * bracket expressions), ignoring case, with no special meaning for '/' or
+ * a leading '.'. Case is ignored because Windows-side exporters write
+ * ".XML" as often as ".xml". */
 int plat_glob_match(const char *pattern, const char *name);
 
 /* An exclusive lock on a file, held until plat_unlock() or process exit. */

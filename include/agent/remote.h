@@ -54,6 +54,16 @@ enum ag_code remote_connect(const struct config *config, struct remote **out,
 /* Close the session and free it. Accepts NULL. */
 void remote_close(struct remote *remote);
 
+/* Send an SSH keepalive message when interval seconds have passed since
+ * the last one, so that firewalls and NAT keep an idle connection open.
+ * Stores the seconds until the next one is due in *next_seconds. An
+ * interval of 0 or less sends nothing and stores 0. The server is not
+ * asked to reply, so this detects only a connection that the network or
+ * the server reset. A server that went silent is detected by the next
+ * request, within config->timeout. Errors: AG_ECONNECT, AG_ETIMEDOUT. */
+enum ag_code remote_keepalive(struct remote *remote, int interval,
+                              int *next_seconds, struct ag_error *err);
+
 /* Return the verified host key's fingerprint ("SHA256:<base64>") and its
  * type name ("ssh-ed25519", ...). Valid while remote is open. */
 const char *remote_host_key_fingerprint(const struct remote *remote);

@@ -1,4 +1,8 @@
 /* POSIX implementation of agent/platform.h. */
+
+/* FNM_CASEFOLD is an extension that glibc declares only for GNU builds;
+ * the BSDs and macOS have it too. */
+#define _GNU_SOURCE
 #include "agent/platform.h"
 
 #include <dirent.h>
@@ -325,6 +329,24 @@ out:
   return code;
 }
 
+enum ag_code plat_check_private_file(const char *path, struct ag_error *err)
+{
+  struct stat info;
+
+  if (stat(path, &info) != 0)
+    return ag_error_set(err, AG_ECONFIG, "cannot read private key '%s': %s",
+                        path, strerror(errno));
+  if (!S_ISREG(info.st_mode))
+    return ag_error_set(err, AG_ECONFIG,
+                        "private key '%s' is not a regular file", path);
+  if ((info.st_mode & 077) != 0)
+    return ag_error_set(err, AG_ECONFIG,
+                        "private key '%s' is accessible by other users (mode "
+                        "%04o); run 'chmod 600 %s'",
+                        path, (unsigned)(info.st_mode & 07777), path);
+  return AG_OK;
+}
+
 void plat_wipe(void *p, size_t len)
 {
   explicit_bzero(p, len);
@@ -332,5 +354,5 @@ void plat_wipe(void *p, size_t len)
 
 int plat_glob_match(const char *pattern, const char *name)
 {
-  return fnmatch(pattern, name, 0) == 0;
+  return fnmatch(pattern, name, FNM_CASEFOLD) == 0;
 }

@@ -38,6 +38,35 @@ assert_missing "$STATE/tmp/download.XyZ789.tmp" "partial download removed"
 assert_exists "$OUT/keep.tmp" "other files in the output folder kept"
 assert_contains "$STDERR" "removed 1 partial downloads and 1 partial outputs" "removal logged"
 
+# A missing archive folder fails the pass before anything is taken.
+setup_case archive_missing
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"
+rmdir "$REMOTE/archive"
+run_agent sync
+assert_eq 3 "$RC" "exit code with a missing archive folder"
+assert_contains "$STDERR" "the archive folder '$REMOTE/archive' does not exist" "missing folder named"
+assert_missing "$REMOTE/archive" "archive folder not created"
+assert_exists "$REMOTE/inbox/rossum_export_single.xml" "file left in the inbox"
+
+# Upper-case extensions are selected too; an empty include is rejected.
+setup_case upper_case
+cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/LOUD.XML"
+run_agent sync
+assert_contains "$STDOUT" "1 delivered" "LOUD.XML taken"
+sed -i "s/^\[remote\]$/[remote]\ninclude =/" "$CONFIG"
+run_agent sync
+assert_eq 2 "$RC" "empty include rejected"
+assert_contains "$STDERR" "'include' has no pattern" "empty include message"
+
+# A private key that others can read is refused like OpenSSH does.
+setup_case key_mode
+cp "$KEY_ED25519" "$LOCAL/open_key"
+chmod 644 "$LOCAL/open_key"
+write_config "server.private_key = $LOCAL/open_key"
+run_agent check
+assert_eq 2 "$RC" "exit code for a readable private key"
+assert_contains "$STDOUT" "chmod 600 $LOCAL/open_key" "fix named"
+
 # A changed host key: exit 3, both fingerprints, nothing touched.
 setup_case host_key_changed
 cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"

@@ -51,6 +51,38 @@ run_agent sync
 assert_contains "$STDOUT" "1 delivered" "changed content delivered"
 assert_eq 2 "$(count_files "$OUT" '*.json')" "two versions, two outputs"
 
+# The same content under two names is two deliveries; a name's earlier
+# version is recognised even after another name delivered that content.
+setup_case same_content
+cp "$single" "$REMOTE/inbox/a.xml"
+run_agent sync
+cp "$single" "$REMOTE/inbox/b.xml"
+run_agent sync
+assert_contains "$STDOUT" "1 delivered" "same content under another name"
+cp "$single" "$REMOTE/inbox/a.xml"
+run_agent sync
+assert_contains "$STDOUT" "1 duplicates" "a.xml again is a duplicate"
+assert_eq 2 "$(count_files "$OUT" '*.json')" "two outputs for two names"
+
+# A refused move stays pending; if the file is replaced meanwhile, the new
+# version is delivered instead of being archived unseen.
+setup_case pending_replaced
+write_config "remote.archive_layout = blocked"
+echo "not a folder" >"$REMOTE/archive/blocked"
+cp "$single" "$REMOTE/inbox/p.xml"
+run_agent sync
+assert_eq 1 "$RC" "a pending move exits 1"
+assert_contains "$STDOUT" "1 pending" "pending counted"
+assert_contains "$STDERR" "could not be archived" "pending logged"
+cp "$multi" "$REMOTE/inbox/p.xml"
+rm "$REMOTE/archive/blocked"
+run_agent sync
+assert_eq 0 "$RC" "sync after the archive is fixed"
+assert_contains "$STDERR" "was replaced on the server" "replacement logged"
+assert_eq 2 "$(count_files "$OUT" '*.json')" "both versions delivered"
+assert_eq "1,3" "$(jq -s -r 'map(.annotations | length) | sort | map(tostring) | join(",")' "$OUT"/p.xml.*.json)" "old and new version delivered"
+assert_exists "$REMOTE/archive/blocked/p.xml" "new version archived"
+
 # on_success = delete
 setup_case delete
 write_config "remote.on_success = delete"
@@ -60,6 +92,8 @@ assert_eq 0 "$RC" "delete sync"
 assert_eq 0 "$(count_files "$REMOTE/inbox")" "deleted from the inbox"
 assert_eq 0 "$(count_files "$REMOTE/archive")" "nothing archived"
 assert_eq 1 "$(count_files "$OUT" '*.json')" "delivered"
+assert_contains "$STDERR" "deleted 'rossum_export_single.xml' on the server" "deletion logged"
+assert_not_contains "$STDERR" "archived '" "no archive path logged"
 
 # on_success = keep: the manifest alone remembers; a change is taken again.
 setup_case keep

