@@ -79,12 +79,15 @@ seed() { # target
   done
 }
 
-# Print "N execs, corpus M files" from a finished fuzzer's log.
-summary() { # target log
-  local execs files
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$2" | tail -n 1)
-  files=$(find "$build_dir/corpus/$1" -type f | wc -l)
-  echo "${execs:-0} execs, corpus $files files"
+# Print "N execs, corpus M inputs (SIZE)" from a finished fuzzer's log,
+# where the corpus is libFuzzer's own count after dropping redundant
+# inputs.
+summary() { # log
+  local execs corpus
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -n 1)
+  corpus=$(grep -a -o 'corp: [0-9]*/[0-9A-Za-z]*' "$1" | tail -n 1)
+  corpus=${corpus#corp: }
+  echo "${execs:-0} execs, corpus ${corpus%%/*} inputs (${corpus#*/})"
 }
 
 run() { # target
@@ -100,10 +103,10 @@ run() { # target
     # The cause comes before the stack trace, so repeat it last.
     echo "run.sh: cause:" >&2
     grep -a -E '^fuzz:|^SUMMARY|ERROR: ' "$log" | head -n 5 | cut -c 1-300 >&2
-    echo "fuzz_$1: FAILED after $(summary "$1" "$log")"
+    echo "fuzz_$1: FAILED after $(summary "$log")"
     return 1
   fi
-  echo "fuzz_$1: $seconds s, $(summary "$1" "$log"), no crash"
+  echo "fuzz_$1: $seconds s, $(summary "$log"), no crash"
 }
 
 mkdir -p "$build_dir/crashes"
