@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/passthrough.h"
 #include "agent/rpath.h"
@@ -596,6 +597,30 @@ out:
   return AG_OK;
 }
 
+/* Print the hook run that a pass would do first for the delivered file
+ * key, or return false when its hook is not pending. */
+static bool plan_hook(struct agent *agent, FILE *out, const char *key,
+                      size_t key_len, const char *shown, const char *step)
+{
+  struct manifest_record record = {0};
+  struct ag_error get_err = {0};
+  bool found = false;
+  bool pending = false;
+
+  if (manifest_get(agent->manifest, key, key_len, &record, &found, &get_err) ==
+          AG_OK &&
+      found && hook_is_pending(agent->config, &record)) {
+    pending = true;
+    fprintf(out,
+            "retry  %s: delivered, but its hook has not succeeded yet (%u "
+            "failed runs); the pass runs it once its retry time has come, "
+            "and then the file is %s\n",
+            shown, record.hook_attempts, step);
+  }
+  manifest_record_clear(&record);
+  return pending;
+}
+
 /* Print the delivered files whose remote step a pass would do again. */
 static enum ag_code plan_unfinished(struct agent *agent, FILE *out,
                                     size_t *retries, struct ag_error *err)
@@ -614,10 +639,14 @@ static enum ag_code plan_unfinished(struct agent *agent, FILE *out,
     code = manifest_foreach(agent->manifest, collect_unfinished, &list, err);
   if (code == AG_ENOMEM)
     ag_error_set(err, code, "out of memory");
-  for (size_t i = 0; i < list.count && code == AG_OK; i++)
-    fprintf(out, "retry  %s: delivered, but not yet %s; the pass does that\n",
-            log_escape(shown, sizeof(shown), list.keys[i], list.lengths[i]),
-            steps[agent->config->on_success]);
+  for (size_t i = 0; i < list.count && code == AG_OK; i++) {
+    const char *step = steps[agent->config->on_success];
+
+    log_escape(shown, sizeof(shown), list.keys[i], list.lengths[i]);
+    if (!plan_hook(agent, out, list.keys[i], list.lengths[i], shown, step))
+      fprintf(out, "retry  %s: delivered, but not yet %s; the pass does that\n",
+              shown, step);
+  }
   *retries = list.count;
 
   for (size_t i = 0; i < list.count; i++)

@@ -54,18 +54,19 @@ struct candidate {
 enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
                          struct agent_summary *summary, struct ag_error *err);
 
-/* Finish the remote step for a delivered file (move, delete or keep) and
- * record it as archived. */
+/* Run the delivered file's pending hook (hook_run_pending()), then, once
+ * it has succeeded or when none is pending, finish the remote step (move,
+ * delete or keep) and record the file as archived. */
 enum ag_code dispose_delivered(struct agent *agent, const char *rel,
                                size_t rel_len, struct manifest_record *record,
                                struct agent_summary *summary,
                                struct ag_error *err);
 
-/* Finish the remote step for a file that an earlier pass delivered but
- * did not move. If the file on the server is no longer the delivered
- * version (a new upload replaced it), the delivered version is recorded
- * as done without a move, and the new version is taken as a new file by
- * the next listing. */
+/* Finish the hook and the remote step for a file that an earlier pass
+ * delivered but did not move. The file on the server may no longer be
+ * the delivered version, because a new upload replaced it. Then the
+ * delivered version is recorded as done without a move once its hook has
+ * succeeded, and the next listing takes the new version as a new file. */
 enum ag_code dispose_resume(struct agent *agent, const char *rel,
                             size_t rel_len, struct manifest_record *record,
                             struct agent_summary *summary,

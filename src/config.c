@@ -14,6 +14,7 @@
 
 #include <ini.h>
 
+#include "agent/hook.h"
 #include "agent/mapping.h"
 #include "agent/platform.h"
 
@@ -497,6 +498,26 @@ static bool encoding_supported(const char *name)
   return false;
 }
 
+/* Check that [hook] exec, when set, splits into a command as it will run.
+ * NOTE: the program is not looked up here, so a missing or non-executable
+ * one shows only when it runs, as a failed run. */
+static enum ag_code validate_hook(const struct config *config,
+                                  struct ag_error *err)
+{
+  struct ag_error split_err = {0};
+  char **words = NULL;
+  size_t count = 0;
+
+  if (config->hook_exec == NULL)
+    return AG_OK;
+  enum ag_code code =
+      hook_split_command(config->hook_exec, &words, &count, &split_err);
+  free(words);
+  if (code != AG_OK)
+    return ag_error_set(err, code, "%s: %s", config->path, split_err.message);
+  return AG_OK;
+}
+
 /* Check what no single key can check: required keys and how keys relate. */
 static enum ag_code validate(struct config *config, struct ag_error *err)
 {
@@ -562,7 +583,7 @@ static enum ag_code validate(struct config *config, struct ag_error *err)
   if (strcmp(config->output_dir, config->state_dir) == 0)
     return ag_error_set(err, AG_ECONFIG,
                         "%s: output_dir must differ from state_dir", file);
-  return AG_OK;
+  return validate_hook(config, err);
 }
 
 static enum ag_code read_secrets(struct config *config, struct ag_error *err)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/output.h"
 #include "agent/rpath.h"
@@ -193,9 +194,15 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
   struct ag_error step_err = {0};
   char shown[512];
   char target[1024];
-  char *source = rpath_join(agent->config->inbox, rel, rel_len);
-  enum ag_code code = AG_OK;
+  char *source = NULL;
+  bool hook_finished = false;
 
+  /* The remote file stays in the inbox until the hook has succeeded. */
+  enum ag_code code = hook_run_pending(agent, rel, rel_len, record, summary,
+                                       &hook_finished, err);
+  if (code != AG_OK || !hook_finished)
+    return code;
+  source = rpath_join(agent->config->inbox, rel, rel_len);
   if (source == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   log_escape(shown, sizeof(shown), rel, rel_len);
@@ -264,6 +271,14 @@ enum ag_code dispose_resume(struct agent *agent, const char *rel,
                   (entry.size != record->size || entry.mtime != record->mtime);
   if (!replaced)
     return dispose_delivered(agent, rel, rel_len, record, summary, err);
+
+  /* The delivered output still gets its hook, and the new version waits
+   * in the inbox until then. */
+  bool hook_finished = false;
+  code = hook_run_pending(agent, rel, rel_len, record, summary, &hook_finished,
+                          err);
+  if (code != AG_OK || !hook_finished)
+    return code;
 
   /* Moving now would archive content that was never delivered. */
   log_warn("'%s' was replaced on the server after its delivery and before "

@@ -580,11 +580,17 @@ done:
  * A record is a compact JSON object: {"v":1,"state":"delivered","size":...,
  * "mtime":...,"sha256":"...","format":"xml","output":"...",
  * "archive_path":"...","reason":"...","first_seen":...,"updated":...,
- * "attempts":...}. NULL strings and an empty sha256 or format are left
- * out. An output, archive_path or reason that is not valid UTF-8 (a remote
+ * "attempts":...,"hook_done":true,"hook_attempts":...,"hook_retry_at":...,
+ * "hook_error":"..."}. NULL strings and an empty sha256 or format are left
+ * out, and so are the hook fields while they are false or 0, so a record
+ * without a hook is stored as before the hook existed. An output,
+ * archive_path, reason or hook_error that is not valid UTF-8 (a remote
  * path in a legacy encoding) is stored as base64 under its name plus
  * "_b64", because JSON strings must be UTF-8. Readers ignore keys that
- * they do not know. */
+ * they do not know.
+ * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
+ * reads a record whose hook is pending and archives the file without
+ * running the hook. */
 
 /* Room for the description of a problem in a stored record. */
 #define PROBLEM_MAX 256
@@ -636,6 +642,15 @@ static char *encode_record(const struct manifest_record *record)
   ok = ok && set_field(object, "first_seen", json_integer(record->first_seen));
   ok = ok && set_field(object, "updated", json_integer(record->updated));
   ok = ok && set_field(object, "attempts", json_integer(record->attempts));
+  if (record->hook_done)
+    ok = ok && set_field(object, "hook_done", json_true());
+  if (record->hook_attempts > 0)
+    ok = ok && set_field(object, "hook_attempts",
+                         json_integer(record->hook_attempts));
+  if (record->hook_retry_at != 0)
+    ok = ok && set_field(object, "hook_retry_at",
+                         json_integer(record->hook_retry_at));
+  ok = ok && set_text_field(object, "hook_error", record->hook_error);
 
   if (ok)
     text = json_dumps(object, JSON_COMPACT);
@@ -697,6 +712,23 @@ static bool read_integer(json_t *object, const char *name, int64_t min,
     return false;
   }
   *out = json_integer_value(value);
+  return true;
+}
+
+/* Read a boolean field into *out, where a missing field reads as false. */
+static bool read_boolean(json_t *object, const char *name, bool *out,
+                         char *problem)
+{
+  json_t *value = json_object_get(object, name);
+
+  *out = false;
+  if (value == NULL)
+    return true;
+  if (!json_is_boolean(value)) {
+    snprintf(problem, PROBLEM_MAX, "field '%s' is not true or false", name);
+    return false;
+  }
+  *out = json_is_true(value);
   return true;
 }
 
@@ -823,6 +855,7 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
 {
   int64_t size = 0;
   int64_t attempts = 0;
+  int64_t hook_attempts = 0;
 
   if (!read_version_and_state(object, record, problem) ||
       !read_integer(object, "size", 0, INT64_MAX, &size, problem) ||
@@ -836,10 +869,16 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
       !read_short_text(object, "sha256", record->sha256, sizeof(record->sha256),
                        problem) ||
       !read_short_text(object, "format", record->format, sizeof(record->format),
-                       problem))
+                       problem) ||
+      !read_boolean(object, "hook_done", &record->hook_done, problem) ||
+      !read_integer(object, "hook_attempts", 0, UINT32_MAX, &hook_attempts,
+                    problem) ||
+      !read_integer(object, "hook_retry_at", INT64_MIN, INT64_MAX,
+                    &record->hook_retry_at, problem))
     return AG_ESTATE;
   record->size = (uint64_t)size;
   record->attempts = (uint32_t)attempts;
+  record->hook_attempts = (uint32_t)hook_attempts;
 
   if (record->sha256[0] != '\0' && !is_sha256_hex(record->sha256)) {
     snprintf(problem, PROBLEM_MAX,
@@ -852,6 +891,8 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
     code = read_text(object, "archive_path", &record->archive_path, problem);
   if (code == AG_OK)
     code = read_text(object, "reason", &record->reason, problem);
+  if (code == AG_OK)
+    code = read_text(object, "hook_error", &record->hook_error, problem);
   return code;
 }
 
@@ -1159,6 +1200,7 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->output);
   free(record->archive_path);
   free(record->reason);
+  free(record->hook_error);
   memset(record, 0, sizeof(*record));
 }
 

@@ -11,28 +11,35 @@
 
 #include <jansson.h>
 
+#include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/output.h"
 
 /* Maximum failures in the text form. The JSON form lists all of them. */
 #define STATUS_FAILURES_SHOWN 10
 
-/* One failed file, with its texts escaped for the terminal and JSON. */
+/* One failed file, or one delivered file that waits for its hook, with
+ * its texts escaped for the terminal and JSON. */
 struct failure {
   char *name;       /* path below the inbox, as retry and forget take it */
-  char *reason;     /* why it failed */
+  char *reason;     /* why it failed; for a hook, why its last run failed */
   char *error_path; /* where it is in the error folder, or NULL */
-  int64_t when;     /* Unix seconds of the failure */
+  int64_t when;     /* Unix seconds of the failure; for a hook, of the
+                       next run */
   uint32_t attempts;
 };
 
 /* The content of the status output. A negative last_success or backlog
  * is unknown. */
 struct status_report {
+  const struct config *config;
   size_t counts[MANIFEST_STATE_COUNT];
   struct failure *failures; /* newest first */
   size_t failure_count;
   size_t failure_capacity;
+  struct failure *hooks; /* delivered files whose hook is pending */
+  size_t hook_count;
+  size_t hook_capacity;
   int64_t last_success;
   int64_t backlog;
 };
@@ -54,43 +61,83 @@ static char *escape_text(const char *text)
   return text != NULL ? escape_copy(text, strlen(text)) : NULL;
 }
 
-static void free_report(struct status_report *report)
+static void free_items(struct failure *items, size_t count)
 {
-  for (size_t i = 0; i < report->failure_count; i++) {
-    free(report->failures[i].name);
-    free(report->failures[i].reason);
-    free(report->failures[i].error_path);
+  for (size_t i = 0; i < count; i++) {
+    free(items[i].name);
+    free(items[i].reason);
+    free(items[i].error_path);
   }
-  free(report->failures);
+  free(items);
 }
 
-/* Count every record by state and keep each failed one. */
+static void free_report(struct status_report *report)
+{
+  free_items(report->failures, report->failure_count);
+  free_items(report->hooks, report->hook_count);
+}
+
+/* Return a new, zeroed item at the end of items, or NULL when out of
+ * memory. */
+static struct failure *add_item(struct failure **items, size_t *count,
+                                size_t *capacity)
+{
+  if (*count == *capacity) {
+    size_t grown_capacity = *capacity == 0 ? 16 : *capacity * 2;
+    struct failure *grown = realloc(*items, grown_capacity * sizeof(*grown));
+    if (grown == NULL)
+      return NULL;
+    *items = grown;
+    *capacity = grown_capacity;
+  }
+  struct failure *item = &(*items)[(*count)++];
+  memset(item, 0, sizeof(*item));
+  return item;
+}
+
+/* Keep a delivered record whose hook is pending. */
+static enum ag_code collect_hook(struct status_report *report, const void *key,
+                                 size_t key_len,
+                                 const struct manifest_record *record)
+{
+  struct failure *item =
+      add_item(&report->hooks, &report->hook_count, &report->hook_capacity);
+
+  if (item == NULL)
+    return AG_ENOMEM;
+  item->name = escape_copy(key, key_len);
+  /* hook.c stores the hook's output already escaped. */
+  item->reason = record->hook_error != NULL ? strdup(record->hook_error) : NULL;
+  item->when = record->hook_retry_at;
+  item->attempts = record->hook_attempts;
+  if (item->name == NULL ||
+      (record->hook_error != NULL && item->reason == NULL))
+    return AG_ENOMEM;
+  return AG_OK;
+}
+
+/* Count every record by state and keep each failed one and each one that
+ * waits for its hook. */
 static enum ag_code collect_record(void *ctx, const void *key, size_t key_len,
                                    const struct manifest_record *record)
 {
   struct status_report *report = ctx;
 
   report->counts[record->state]++;
+  if (hook_is_pending(report->config, record))
+    return collect_hook(report, key, key_len, record);
   if (record->state != MANIFEST_FAILED)
     return AG_OK;
-  if (report->failure_count == report->failure_capacity) {
-    size_t capacity =
-        report->failure_capacity == 0 ? 16 : report->failure_capacity * 2;
-    struct failure *grown =
-        realloc(report->failures, capacity * sizeof(*grown));
-    if (grown == NULL)
-      return AG_ENOMEM;
-    report->failures = grown;
-    report->failure_capacity = capacity;
-  }
 
-  struct failure *item = &report->failures[report->failure_count];
+  struct failure *item = add_item(&report->failures, &report->failure_count,
+                                  &report->failure_capacity);
+  if (item == NULL)
+    return AG_ENOMEM;
   item->name = escape_copy(key, key_len);
   item->reason = escape_text(record->reason != NULL ? record->reason : "");
   item->error_path = escape_text(record->archive_path);
   item->when = record->updated;
   item->attempts = record->attempts;
-  report->failure_count++;
   if (item->name == NULL || item->reason == NULL ||
       (record->archive_path != NULL && item->error_path == NULL))
     return AG_ENOMEM;
@@ -166,6 +213,39 @@ static void print_last_success(FILE *out, const struct status_report *report)
             (long long)report->backlog);
 }
 
+/* Print the delivered files that wait for their hook, by name. */
+static void print_hooks(FILE *out, const struct status_report *report)
+{
+  char stamp[32];
+  size_t printed = report->hook_count < STATUS_FAILURES_SHOWN
+                       ? report->hook_count
+                       : STATUS_FAILURES_SHOWN;
+
+  if (printed == 0)
+    return;
+  fprintf(out,
+          "%zu delivered files wait for their hook before the remote "
+          "move:\n",
+          report->hook_count);
+  for (size_t i = 0; i < printed; i++) {
+    const struct failure *item = &report->hooks[i];
+
+    if (item->attempts == 0) {
+      fprintf(out, "  %s: not run yet\n", item->name);
+      continue;
+    }
+    output_format_time(item->when, stamp, sizeof(stamp));
+    fprintf(out,
+            "  %s: %u failed runs, the next on the first pass after %s: "
+            "%s\n",
+            item->name, item->attempts, stamp,
+            item->reason != NULL ? item->reason : "no reason recorded");
+  }
+  if (report->hook_count > printed)
+    fprintf(out, "  and %zu more; status --json lists all\n",
+            report->hook_count - printed);
+}
+
 static void print_text(FILE *out, const char *path,
                        const struct status_report *report)
 {
@@ -182,6 +262,7 @@ static void print_text(FILE *out, const char *path,
   if (report->counts[MANIFEST_DELIVERED] > 0)
     fprintf(out, "%zu delivered files wait for their remote move\n",
             report->counts[MANIFEST_DELIVERED]);
+  print_hooks(out, report);
   if (printed == 0)
     return;
 
@@ -248,6 +329,26 @@ static json_t *failures_value(const struct status_report *report)
   return list;
 }
 
+static json_t *hooks_value(const struct status_report *report)
+{
+  json_t *list = json_array();
+
+  for (size_t i = 0; list != NULL && i < report->hook_count; i++) {
+    const struct failure *item = &report->hooks[i];
+    json_t *entry =
+        json_pack("{s:s, s:I, s:o, s:o}", "name", item->name, "attempts",
+                  (json_int_t)item->attempts, "retry_at",
+                  time_value(item->attempts > 0 ? item->when : -1), "error",
+                  text_value(item->reason));
+
+    if (json_array_append_new(list, entry) != 0) {
+      json_decref(list);
+      return NULL;
+    }
+  }
+  return list;
+}
+
 static json_t *records_value(const struct status_report *report)
 {
   json_t *records = json_object();
@@ -272,13 +373,13 @@ static enum ag_code print_json(FILE *out, const char *path,
                                struct ag_error *err)
 {
   json_t *root = json_pack(
-      "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o}", "manifest", text_value(path),
-      "agent_id", text_value(agent_id), "records", records_value(report),
-      "last_success", time_value(report->last_success), "last_success_unix",
-      number_value(report->last_success), "backlog",
+      "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "manifest",
+      text_value(path), "agent_id", text_value(agent_id), "records",
+      records_value(report), "last_success", time_value(report->last_success),
+      "last_success_unix", number_value(report->last_success), "backlog",
       number_value(report->backlog), "pending_archive",
-      (json_int_t)report->counts[MANIFEST_DELIVERED], "failures",
-      failures_value(report));
+      (json_int_t)report->counts[MANIFEST_DELIVERED], "pending_hooks",
+      hooks_value(report), "failures", failures_value(report));
 
   if (root == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
@@ -296,7 +397,8 @@ enum ag_code agent_status(const struct config *config,
                           enum agent_status_format format, FILE *out,
                           struct ag_error *err)
 {
-  struct status_report report = {.last_success = -1, .backlog = -1};
+  struct status_report report = {
+      .config = config, .last_success = -1, .backlog = -1};
   struct manifest *manifest = NULL;
   size_t dir_len = strlen(config->state_dir);
   char *path = malloc(dir_len + sizeof("/manifest.mdb"));

@@ -150,11 +150,13 @@ enum ag_code agent_check(const struct config *config, FILE *out,
 enum agent_status_format { AGENT_STATUS_TEXT, AGENT_STATUS_JSON };
 
 /* Print to out the manifest's counts by state, the time of the last pass
- * without an error, the backlog it left, the delivered files that wait
- * for their remote move and the failed files with their reasons. The text
- * form shows the 10 newest failures, the JSON form (one object, described
- * in the README) all of them. Reads the manifest without taking the state
- * folder's lock. Errors: AG_ESTATELOST, AG_ESTATE, AG_ENOMEM. */
+ * without an error and the backlog it left. Then print the delivered files
+ * that wait for their remote move, those that wait for their hook (with
+ * the end of its last run), and the failed files with their reasons. The
+ * text form shows 10 of the files that wait for their hook and the 10
+ * newest failures, the JSON form (one object, described in the README) all
+ * of them. Reads the manifest without taking the state folder's lock.
+ * Errors: AG_ESTATELOST, AG_ESTATE, AG_ENOMEM. */
 enum ag_code agent_status(const struct config *config,
                           enum agent_status_format format, FILE *out,
                           struct ag_error *err);

@@ -43,6 +43,13 @@ struct manifest_record {
   int64_t first_seen; /* wall clock, Unix seconds */
   int64_t updated;    /* wall clock of the last change */
   uint32_t attempts;  /* how many times processing was started */
+
+  /* The post-delivery hook ([hook] exec) of a delivered output. Records
+   * written before the hook existed read as false, 0, 0 and NULL. */
+  bool hook_done;         /* the hook succeeded for this output */
+  uint32_t hook_attempts; /* failed runs of the hook */
+  int64_t hook_retry_at;  /* wall clock, Unix seconds: no run before it */
+  char *hook_error;       /* why the last run failed, printable, or NULL */
 };
 
 struct manifest;

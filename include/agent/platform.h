@@ -5,6 +5,7 @@
 #ifndef AGENT_PLATFORM_H
 #define AGENT_PLATFORM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -90,5 +91,59 @@ enum ag_code plat_lock(const char *path, struct plat_lock **lock_out,
 
 /* Release and free a lock. Accepts NULL. */
 void plat_unlock(struct plat_lock *lock);
+
+/* ---- Running the post-delivery hook ---- */
+
+/* Bytes of the hook's output that plat_run_hook() keeps. */
+#define PLAT_HOOK_OUTPUT_MAX 4096
+
+/* Outcome of a hook run. */
+enum plat_hook_outcome {
+  PLAT_HOOK_EXITED,    /* it exited by itself; status is its exit status */
+  PLAT_HOOK_SIGNALED,  /* a signal ended it; status is the signal number */
+  PLAT_HOOK_TIMED_OUT, /* it ran past the timeout and was ended */
+  PLAT_HOOK_STOPPED    /* the caller asked to stop, so it was ended */
+};
+
+/* The result of one hook run. */
+struct plat_hook_result {
+  enum plat_hook_outcome outcome;
+  int status;
+  int64_t elapsed_ms;    /* from the start to the end, monotonic clock */
+  uint64_t output_total; /* bytes written to stdout and stderr together */
+  size_t output_len;     /* bytes kept in output, at most the maximum */
+  char output[PLAT_HOOK_OUTPUT_MAX + 1]; /* the first bytes, NUL-terminated;
+                                            may contain other NUL bytes */
+};
+
+/* Callbacks during plat_run_hook()'s wait, each called about every 100 ms.
+ * Either may be NULL. */
+struct plat_hook_watch {
+  bool (*stop_requested)(void *ctx); /* true ends the hook at once */
+  void (*progress)(void *ctx);       /* for a service watchdog */
+  void *ctx;
+};
+
+/* Run argv[0] (an absolute path; no shell, no PATH search) with the
+ * arguments argv[1..] up to a NULL pointer, and wait for it. The process
+ * gets stdin from /dev/null, a pipe for stdout and stderr together, the
+ * agent's environment and default signal handling, and its own process
+ * group. The first PLAT_HOOK_OUTPUT_MAX bytes of its output are kept in
+ * out, and the rest is read and dropped, so the hook never blocks on a
+ * full pipe.
+ *
+ * When it runs longer than timeout_s seconds, or watch->stop_requested
+ * returns true, its whole process group gets SIGTERM, then SIGKILL as
+ * soon as the process has exited or 2 s have passed. Processes that the
+ * hook leaves behind after it exits by itself are not waited for, and
+ * they may still hold the pipe open.
+ *
+ * Returns AG_OK once the process ran and ended, whatever its outcome.
+ * Errors: AG_ELOCAL when it cannot be started (the program is missing or
+ * not executable, or no pipe or process is available), with a message
+ * naming argv[0]; AG_ENOMEM. */
+enum ag_code plat_run_hook(const char *const argv[], int timeout_s,
+                           const struct plat_hook_watch *watch,
+                           struct plat_hook_result *out, struct ag_error *err);
 
 #endif

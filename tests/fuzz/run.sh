@@ -10,8 +10,8 @@
 #   FUZZ_BUILD_DIR  build, corpus and crash folder (default build-fuzz); the
 #                   corpus grows there from run to run
 #   FUZZ_TARGETS    fuzzers to run (default "xml csv")
-#   FUZZ_ALLOW_CUT_UTF8=1  accept the known cut UTF-8 character in XML
-#                   error messages (see tests/fuzz/crashes/README.md)
+#   FUZZ_ALLOW_CUT_UTF8=1  accept a cut UTF-8 character in XML error
+#                   messages, a defect fixed since (tests/fuzz/crashes/README.md)
 #   CC              compiler (default clang; needs Debian's clang and
 #                   libclang-rt-14-dev)
 set -euo pipefail

@@ -1051,6 +1051,53 @@ static void test_too_many_patterns(void **state)
                     "too many patterns for 'include'");
 }
 
+static void test_hook_stored(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL,
+                             "[hook]\n"
+                             "exec = /opt/hooks/notify 'two words' -v\n"
+                             "timeout = 5\n"),
+                   AG_OK);
+  assert_string_equal(f->config->hook_exec, "/opt/hooks/notify 'two words' -v");
+  assert_int_equal(f->config->hook_timeout, 5);
+}
+
+static void test_hook_defaults(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL, ""), AG_OK);
+  assert_null(f->config->hook_exec);
+  assert_int_equal(f->config->hook_timeout, 60);
+}
+
+static void test_hook_relative_program(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_invalid(f, NULL, "[hook]\nexec = notify.sh --all\n",
+                 "[hook] exec must start with the absolute path of a "
+                 "program, not 'notify.sh'");
+}
+
+static void test_hook_unclosed_quote(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_invalid(f, NULL, "[hook]\nexec = /opt/notify \"to x\n",
+                 "[hook] exec has a \" quote that is not closed");
+}
+
+static void test_hook_timeout_bounds(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[hook]\ntimeout = 0\n", BASE_LINE_COUNT + 2,
+                    "expected a whole number from 1 to 86400");
+}
+
 static void test_free_null(void **state)
 {
   (void)state;
@@ -1129,6 +1176,11 @@ int main(void)
       TEST(test_name_case_ignored),
       TEST(test_delimiter_words),
       TEST(test_too_many_patterns),
+      TEST(test_hook_stored),
+      TEST(test_hook_defaults),
+      TEST(test_hook_relative_program),
+      TEST(test_hook_unclosed_quote),
+      TEST(test_hook_timeout_bounds),
       TEST(test_free_null),
   };
 

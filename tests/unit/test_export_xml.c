@@ -2,6 +2,7 @@
  * sample XML exports described in tests/data/README.md, and hostile or
  * broken documents. */
 #include "agent/export.h"
+#include "agent/utf8.h"
 
 #include "test_support.h"
 
@@ -11,9 +12,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 static void parse_sample(const char *name, struct parse_result *result)
 {
@@ -67,6 +74,79 @@ static void assert_line_item(json_t *item, size_t row,
       assert_string_equal(cell(item, "line_items", row, columns[i]),
                           expected[i]);
   }
+}
+
+/* A document built in memory, for inputs too large for a literal. */
+struct text_buffer {
+  char *data;
+  size_t len;
+  size_t size;
+};
+
+static void buffer_reserve(struct text_buffer *buffer, size_t extra)
+{
+  if (buffer->len + extra + 1 <= buffer->size)
+    return;
+  size_t size = buffer->size > 0 ? buffer->size : 4096;
+  while (size < buffer->len + extra + 1)
+    size *= 2;
+  buffer->data = realloc(buffer->data, size);
+  assert_non_null(buffer->data);
+  buffer->size = size;
+}
+
+static void buffer_append(struct text_buffer *buffer, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void buffer_append(struct text_buffer *buffer, const char *format, ...)
+{
+  va_list args;
+
+  va_start(args, format);
+  int len = vsnprintf(NULL, 0, format, args);
+  va_end(args);
+  assert_true(len >= 0);
+
+  buffer_reserve(buffer, (size_t)len);
+  va_start(args, format);
+  vsnprintf(buffer->data + buffer->len, (size_t)len + 1, format, args);
+  va_end(args);
+  buffer->len += (size_t)len;
+}
+
+/* Append count copies of the byte c. */
+static void buffer_fill(struct text_buffer *buffer, char c, size_t count)
+{
+  buffer_reserve(buffer, count);
+  memset(buffer->data + buffer->len, c, count);
+  buffer->len += count;
+  buffer->data[buffer->len] = '\0';
+}
+
+static void parse_buffer(struct text_buffer *buffer,
+                         struct parse_result *result)
+{
+  parse_bytes(buffer->data, buffer->len, result);
+  free(buffer->data);
+  memset(buffer, 0, sizeof(*buffer));
+}
+
+/* Convert ASCII text to UTF-16LE with a byte order mark, which the raw
+ * scan of the parser does not read. The caller frees *out. */
+static void to_utf16(const char *text, char **out, size_t *out_len)
+{
+  size_t len = strlen(text);
+  char *utf16 = malloc(2 + 2 * len);
+
+  assert_non_null(utf16);
+  utf16[0] = '\xFF';
+  utf16[1] = '\xFE';
+  for (size_t i = 0; i < len; i++) {
+    utf16[2 + 2 * i] = text[i];
+    utf16[3 + 2 * i] = '\0';
+  }
+  *out = utf16;
+  *out_len = 2 + 2 * len;
 }
 
 /* --- format recognition --- */
@@ -593,18 +673,27 @@ static void wrong_root(void **state)
 
 static void truncated_document(void **state)
 {
+  static const struct parse_failure_case cases[] = {
+      {"cut inside a value",
+       "<?xml version=\"1.0\"?>\n<export>\n<results>\n"
+       "<annotation url='https://x.example/a/1'><status>exp",
+       "line 4: truncated or malformed XML: Extra content at the end of "
+       "the document"},
+      {"cut after the last annotation",
+       "<export><results><annotation/></results>\n",
+       "line 1: truncated or malformed XML: Extra content at the end of "
+       "the document"},
+      {"second root element", "<export><results/></export>\n<export/>",
+       "line 2: truncated or malformed XML: Extra content at the end of "
+       "the document"},
+  };
   struct parse_result result;
   (void)state;
 
-  parse_text("<?xml version=\"1.0\"?>\n<export>\n<results>\n"
-             "<annotation url='https://x.example/a/1'><status>exp",
-             &result);
-  assert_parse_failure(&result, AG_EPARSE, "line 4: ");
-  assert_int_equal(json_array_size(result.collector.items), 0);
-  parse_result_release(&result);
+  assert_parse_failures(export_parse_xml, cases, AG_EPARSE);
 
-  /* Cut after a complete annotation: the first one may reach the sink,
-   * but the parse still fails. */
+  /* Cut inside a start tag after a complete annotation: the first one may
+   * reach the sink, but the parse still fails. */
   parse_text("<export><results><annotation/>\n<annot", &result);
   assert_parse_failure(&result, AG_EPARSE, "line 2: ");
   parse_result_release(&result);
@@ -737,6 +826,613 @@ static void message_escapes_input(void **state)
   parse_result_release(&result);
 }
 
+/* --- limits --- */
+
+/* Append an export whose only annotation has a datapoint "value" with
+ * value_len bytes of text from fill. */
+static void build_value_export(struct text_buffer *buffer,
+                               void (*fill)(struct text_buffer *, size_t),
+                               size_t value_len)
+{
+  buffer_append(buffer, "<export>\n<results>\n"
+                        "<annotation url='https://x.example/a/1'><content>"
+                        "<section schema_id='s'>\n"
+                        "<datapoint schema_id='value'>");
+  fill(buffer, value_len);
+  buffer_append(buffer, "</datapoint>\n</section></content></annotation>"
+                        "</results></export>\n");
+}
+
+/* Append len bytes of mixed ASCII, two- and three-byte UTF-8 and line
+ * breaks. len must be a multiple of the 32-byte pattern, so that no
+ * character is cut. */
+static void fill_mixed(struct text_buffer *buffer, size_t len)
+{
+  /* "Caf\u00e9 \u20ac 1 234,50 and padding.\n", 32 bytes in UTF-8. */
+  static const char pattern[] =
+      "Caf\xC3\xA9 \xE2\x82\xAC 1 234,50 and padding.\n";
+
+  assert_int_equal(sizeof(pattern) - 1, 32);
+  assert_int_equal(len % 32, 0);
+  for (size_t done = 0; done < len; done += 32)
+    buffer_append(buffer, "%s", pattern);
+}
+
+static void fill_letters(struct text_buffer *buffer, size_t len)
+{
+  buffer_fill(buffer, 'x', len);
+}
+
+/* Return the datapoint "value" of the only annotation. */
+static json_t *only_value(struct parse_result *result)
+{
+  assert_int_equal(result->code, AG_OK);
+  assert_int_equal(json_array_size(result->collector.items), 1);
+  json_t *value = json_object_get(
+      json_object_get(result_item(result, 0), "fields"), "value");
+  assert_true(json_is_string(value));
+  return value;
+}
+
+static void value_of_one_mebibyte(void **state)
+{
+  const size_t len = 1024 * 1024;
+  struct text_buffer expected = {0};
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  fill_mixed(&expected, len);
+  build_value_export(&document, fill_mixed, len);
+  parse_buffer(&document, &result);
+
+  json_t *value = only_value(&result);
+  assert_int_equal(json_string_length(value), len);
+  assert_memory_equal(json_string_value(value), expected.data, len);
+  free(expected.data);
+  parse_result_release(&result);
+}
+
+static void text_node_at_limit(void **state)
+{
+  const size_t len = 10000000;
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  build_value_export(&document, fill_letters, len);
+  parse_buffer(&document, &result);
+
+  json_t *value = only_value(&result);
+  assert_int_equal(json_string_length(value), len);
+  const char *text = json_string_value(value);
+  assert_int_equal(strspn(text, "x"), len);
+  parse_result_release(&result);
+}
+
+static void text_node_over_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  build_value_export(&document, fill_letters, 10000001);
+  parse_buffer(&document, &result);
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 4: text node longer than the limit of 10000000 bytes");
+  assert_not_contains(result.err.message, "xmlSAX2Characters");
+  assert_int_equal(json_array_size(result.collector.items), 0);
+  parse_result_release(&result);
+
+  /* Outside the annotations, in an element that is otherwise skipped. */
+  buffer_append(&document, "<export>\n<pagination>\n");
+  buffer_fill(&document, 'x', 10000001);
+  buffer_append(&document, "</pagination><results/></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 3: text node longer than the limit of 10000000 bytes");
+  parse_result_release(&result);
+
+  /* Two adjacent CDATA sections of 6,000,000 bytes become one node. */
+  buffer_append(&document, "<export><results><annotation><status>\n"
+                           "<![CDATA[");
+  buffer_fill(&document, 'a', 6000000);
+  buffer_append(&document, "]]><![CDATA[");
+  buffer_fill(&document, 'b', 6000000);
+  buffer_append(&document, "]]></status></annotation></results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "text node longer than the limit of 10000000 bytes");
+  parse_result_release(&result);
+}
+
+static void markup_over_input_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  /* A start tag that does not end within libxml2's 10,000,000-byte input
+   * buffer, here because of one huge attribute value. */
+  buffer_append(&document, "<export><results>\n<annotation url='");
+  buffer_fill(&document, 'u', 11000000);
+  buffer_append(&document, "'/></results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "start tag, CDATA section or comment longer than "
+                       "libxml2's input limit of 10000000 bytes");
+  assert_not_contains(result.err.message, "Huge input lookup");
+  parse_result_release(&result);
+}
+
+static void many_line_items(void **state)
+{
+  const int count = 100000;
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<export><results>"
+                           "<annotation url='https://x.example/a/7'>"
+                           "<content><section schema_id='items'>"
+                           "<multivalue schema_id='line_items'>\n");
+  for (int i = 0; i < count; i++)
+    buffer_append(&document,
+                  "<tuple schema_id='line_item'>"
+                  "<datapoint schema_id='item_code'>C-%06d</datapoint>"
+                  "<datapoint schema_id='item_amount_total'>%d.%02d"
+                  "</datapoint></tuple>\n",
+                  i, i / 100, i % 100);
+  buffer_append(&document, "</multivalue></section></content></annotation>"
+                           "</results></export>\n");
+  parse_buffer(&document, &result);
+
+  assert_int_equal(result.code, AG_OK);
+  assert_int_equal(json_array_size(result.collector.items), 1);
+  json_t *item = result_item(&result, 0);
+  assert_int_equal(json_array_size(table(item, "line_items")), (size_t)count);
+  assert_string_equal(cell(item, "line_items", 0, "item_code"), "C-000000");
+  assert_string_equal(cell(item, "line_items", 0, "item_amount_total"), "0.00");
+  assert_string_equal(cell(item, "line_items", 99999, "item_code"), "C-099999");
+  assert_string_equal(cell(item, "line_items", 99999, "item_amount_total"),
+                      "999.99");
+  parse_result_release(&result);
+}
+
+/* Append an export in which the innermost element is at level levels
+ * (<export> is level 1), one element per line from line 2 on. Inside
+ * an annotation the innermost element is a datapoint; otherwise the
+ * nesting is inside <pagination>. */
+static void build_nested_export(struct text_buffer *buffer, int levels,
+                                bool in_annotation)
+{
+  int wrappers;
+
+  if (in_annotation) {
+    /* export, results, annotation, content, sections..., datapoint */
+    buffer_append(buffer, "<export><results>"
+                          "<annotation url='https://x.example/a/3'>"
+                          "<content>\n");
+    wrappers = levels - 5;
+  } else {
+    buffer_append(buffer, "<export><pagination>\n");
+    wrappers = levels - 2;
+  }
+  for (int i = 0; i < wrappers; i++)
+    buffer_append(buffer, "<section schema_id='s%d'>\n", i);
+  if (in_annotation)
+    buffer_append(buffer, "<datapoint schema_id='deep'>v</datapoint>\n");
+  for (int i = 0; i < wrappers; i++)
+    buffer_append(buffer, "</section>");
+  if (in_annotation)
+    buffer_append(buffer, "</content></annotation></results></export>\n");
+  else
+    buffer_append(buffer, "</pagination><results/></export>\n");
+}
+
+static void depth_at_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  build_nested_export(&document, 64, true);
+  parse_buffer(&document, &result);
+  assert_int_equal(result.code, AG_OK);
+  assert_string_equal(field(result_item(&result, 0), "deep"), "v");
+  parse_result_release(&result);
+
+  build_nested_export(&document, 64, false);
+  parse_buffer(&document, &result);
+  assert_int_equal(result.code, AG_OK);
+  parse_result_release(&result);
+}
+
+static void depth_over_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  /* Sections at levels 5 to 64 are on lines 2 to 61, and the datapoint
+   * at level 65 is on line 62. */
+  build_nested_export(&document, 65, true);
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 62: element nesting deeper than the limit of 64 "
+                       "levels (annotation https://x.example/a/3)");
+  assert_int_equal(json_array_size(result.collector.items), 0);
+  parse_result_release(&result);
+
+  /* Levels 3 to 65 are sections on lines 2 to 64. */
+  build_nested_export(&document, 65, false);
+  parse_buffer(&document, &result);
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 64: element nesting deeper than the limit of 64 levels");
+  parse_result_release(&result);
+
+  /* Beyond 256 levels libxml2 stops first, and its message is reworded. */
+  build_nested_export(&document, 300, true);
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "element nesting deeper than the limit of 64 levels");
+  assert_not_contains(result.err.message, "XML_PARSE_HUGE");
+  parse_result_release(&result);
+}
+
+/* Append a start tag <name schema_id="x=>y" a1='x=>y' ...> with count
+ * attributes, of which the last is a namespace declaration. The values
+ * contain '=' and '>', which the attribute count must ignore. */
+static void append_start_tag(struct text_buffer *buffer, const char *name,
+                             int count)
+{
+  buffer_append(buffer, "<%s schema_id=\"x=>y\"", name);
+  for (int i = 1; i < count - 1; i++)
+    buffer_append(buffer, i % 2 == 0 ? " a%d=\"x=>y\"" : " a%d='x=>y'", i);
+  buffer_append(buffer, " xmlns:n%d='urn:x'>", count);
+}
+
+static void attributes_at_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<?xml version=\"1.0\"?>\n"
+                           "<!-- a=1 b=2 -->\n<export><results>\n");
+  append_start_tag(&document, "annotation", 64);
+  buffer_append(&document, "<?note a=\"1\" b='2'?><content>\n");
+  append_start_tag(&document, "datapoint", 64);
+  buffer_append(&document, "<![CDATA[<x a=1 b=2>]]></datapoint>"
+                           "</content></annotation></results></export>");
+  parse_buffer(&document, &result);
+  assert_int_equal(result.code, AG_OK);
+  assert_string_equal(field(result_item(&result, 0), "x=>y"), "<x a=1 b=2>");
+  parse_result_release(&result);
+}
+
+static void attributes_over_limit(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<export><results><annotation><content>\n");
+  append_start_tag(&document, "datapoint", 65);
+  buffer_append(&document, "</datapoint></content></annotation>"
+                           "</results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 2: start tag with more than the limit of 64 attributes");
+  assert_int_equal(json_array_size(result.collector.items), 0);
+  parse_result_release(&result);
+}
+
+/* libxml2 2.9.14 checks attribute names for duplicates in quadratic time:
+ * parsing this tag took it about 100 s (x86-64, 2 cores). The
+ * raw scan must reject the tag before libxml2 reads it. */
+static void attributes_rejected_before_parse(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  struct timespec start, end;
+  (void)state;
+
+  buffer_append(&document, "<export><results>\n<annotation");
+  for (int i = 0; i < 100000; i++)
+    buffer_append(&document, " a%d=''", i);
+  buffer_append(&document, "/></results></export>");
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  parse_buffer(&document, &result);
+  clock_gettime(CLOCK_MONOTONIC, &end);
+
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 2: start tag with more than the limit of 64 attributes");
+  assert_true(end.tv_sec - start.tv_sec < 10);
+  parse_result_release(&result);
+}
+
+static void attributes_over_limit_utf16(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  char *utf16;
+  size_t len;
+  (void)state;
+
+  /* UTF-16 hides the attributes from the raw scan, so the element check
+   * after parsing rejects them. */
+  buffer_append(&document, "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n"
+                           "<export><results><annotation "
+                           "url='https://x.example/a/2'><content>\n");
+  append_start_tag(&document, "section", 65);
+  buffer_append(&document, "</section></content></annotation>"
+                           "</results></export>");
+  to_utf16(document.data, &utf16, &len);
+  free(document.data);
+
+  parse_bytes(utf16, len, &result);
+  free(utf16);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 3: <section> has 65 attributes, more than the "
+                       "limit of 64 (annotation https://x.example/a/2)");
+  parse_result_release(&result);
+}
+
+static void doctype_in_comment_accepted(void **state)
+{
+  struct parse_result result;
+  (void)state;
+
+  parse_text("<?xml version=\"1.0\"?>\n<!-- no <!DOCTYPE export> here -->\n"
+             "<export><results/></export>",
+             &result);
+  assert_int_equal(result.code, AG_OK);
+  assert_int_equal(result.collector.begin_calls, 1);
+  parse_result_release(&result);
+}
+
+/* --- network access --- */
+
+/* A TCP listener on 127.0.0.1 that counts the connections a parse makes.
+ * The kernel completes a connection into the backlog without accept(),
+ * so a connection attempt shows as a pending connection afterwards. */
+struct loopback_listener {
+  int fd;
+  unsigned port;
+};
+
+static void listener_open(struct loopback_listener *listener)
+{
+  struct sockaddr_in address;
+  socklen_t size = sizeof(address);
+
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  listener->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(listener->fd >= 0);
+  assert_int_equal(bind(listener->fd, (struct sockaddr *)&address, size), 0);
+  assert_int_equal(listen(listener->fd, 16), 0);
+  assert_int_equal(
+      getsockname(listener->fd, (struct sockaddr *)&address, &size), 0);
+  listener->port = ntohs(address.sin_port);
+  assert_true(listener->port > 0);
+}
+
+/* Accept and close every pending connection without waiting, and return
+ * how many there were. */
+static int listener_take_connections(struct loopback_listener *listener)
+{
+  struct pollfd pending = {.fd = listener->fd, .events = POLLIN};
+  int count = 0;
+
+  while (poll(&pending, 1, 0) == 1 && (pending.revents & POLLIN) != 0) {
+    int fd = accept(listener->fd, NULL, NULL);
+    assert_true(fd >= 0);
+    close(fd);
+    count++;
+  }
+  return count;
+}
+
+/* Connect to the listener once, to show that it counts a connection. */
+static void listener_self_check(struct loopback_listener *listener)
+{
+  struct sockaddr_in address;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  assert_true(fd >= 0);
+  memset(&address, 0, sizeof(address));
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons((unsigned short)listener->port);
+  assert_int_equal(connect(fd, (struct sockaddr *)&address, sizeof(address)),
+                   0);
+  assert_int_equal(listener_take_connections(listener), 1);
+  close(fd);
+}
+
+/* Documents that name a URL on the listener, whose port replaces PORT. */
+static const struct parse_failure_case network_rejected[] = {
+    {"external general entity",
+     "<?xml version=\"1.0\"?>\n"
+     "<!DOCTYPE export [<!ENTITY x SYSTEM \"http://127.0.0.1:PORT/x\">]>\n"
+     "<export><results><annotation><status>&x;</status></annotation>"
+     "</results></export>\n",
+     "line 2: DOCTYPE is not allowed"},
+    {"external DTD",
+     "<!DOCTYPE export SYSTEM \"http://127.0.0.1:PORT/export.dtd\">\n"
+     "<export><results/></export>\n",
+     "line 1: DOCTYPE is not allowed"},
+    {"external parameter entity",
+     "<!DOCTYPE export [<!ENTITY % p SYSTEM \"http://127.0.0.1:PORT/p\"> %p;]>"
+     "\n<export><results/></export>\n",
+     "line 1: DOCTYPE is not allowed"},
+    {"XInclude in results",
+     "<export><results>\n<xi:include "
+     "xmlns:xi=\"http://www.w3.org/2001/XInclude\" "
+     "href=\"http://127.0.0.1:PORT/a.xml\"/></results></export>\n",
+     "line 2: unexpected element <xi:include> in <results>"},
+    {"XInclude as a value",
+     "<export><results><annotation><content><section>\n"
+     "<datapoint schema_id='a'><xi:include parse=\"text\" "
+     "xmlns:xi=\"http://www.w3.org/2001/XInclude\" "
+     "href=\"http://127.0.0.1:PORT/a.txt\"/></datapoint>"
+     "</section></content></annotation></results></export>\n",
+     "line 2: <datapoint> contains the element <include>"},
+};
+
+/* Store text in out with each "PORT" replaced by port. */
+static void insert_port(const char *text, unsigned port, char *out, size_t size)
+{
+  char digits[16];
+  size_t len = 0;
+
+  format_text(digits, sizeof(digits), "%u", port);
+  while (*text != '\0') {
+    const char *piece = text;
+    size_t piece_len = 1;
+    if (strncmp(text, "PORT", 4) == 0) {
+      piece = digits;
+      piece_len = strlen(digits);
+    }
+    assert_true(len + piece_len < size);
+    memcpy(out + len, piece, piece_len);
+    len += piece_len;
+    text += piece == digits ? 4 : 1;
+  }
+  out[len] = '\0';
+}
+
+static void parse_with_port(const char *text, unsigned port,
+                            struct parse_result *result)
+{
+  char document[1024];
+
+  insert_port(text, port, document, sizeof(document));
+  parse_text(document, result);
+}
+
+static void network_references_rejected(void **state)
+{
+  struct loopback_listener listener;
+  struct parse_result result;
+  (void)state;
+
+  listener_open(&listener);
+  for (size_t i = 0; i < sizeof(network_rejected) / sizeof(network_rejected[0]);
+       i++) {
+    parse_with_port(network_rejected[i].text, listener.port, &result);
+    check_parse_failure(&result, AG_EPARSE, network_rejected[i].message_part,
+                        network_rejected[i].name, __FILE__, __LINE__);
+    assert_int_equal(listener_take_connections(&listener), 0);
+    parse_result_release(&result);
+  }
+  listener_self_check(&listener);
+  close(listener.fd);
+}
+
+static void network_entity_utf16(void **state)
+{
+  struct loopback_listener listener;
+  struct parse_result result;
+  char text[1024];
+  char *utf16;
+  size_t len;
+  (void)state;
+
+  /* UTF-16 hides the DOCTYPE from the raw scan, so libxml2 reads the
+   * entity declaration and the reference before the parser rejects the
+   * DOCTYPE node. */
+  listener_open(&listener);
+  insert_port("<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n"
+              "<!DOCTYPE export [<!ENTITY x SYSTEM "
+              "\"http://127.0.0.1:PORT/x\">]>\n"
+              "<export><results><annotation><status>&x;</status>"
+              "</annotation></results></export>\n",
+              listener.port, text, sizeof(text));
+  to_utf16(text, &utf16, &len);
+  parse_bytes(utf16, len, &result);
+  free(utf16);
+  assert_parse_failure(&result, AG_EPARSE, "DOCTYPE is not allowed");
+  assert_int_equal(listener_take_connections(&listener), 0);
+  parse_result_release(&result);
+  listener_self_check(&listener);
+  close(listener.fd);
+}
+
+static void network_hints_ignored(void **state)
+{
+  static const char text[] =
+      "<?xml version=\"1.0\"?>\n"
+      "<?xml-stylesheet type=\"text/xsl\" href=\"http://127.0.0.1:PORT/s\"?>\n"
+      "<export xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+      "xsi:schemaLocation=\"urn:rossum http://127.0.0.1:PORT/export.xsd\" "
+      "xsi:noNamespaceSchemaLocation=\"http://127.0.0.1:PORT/plain.xsd\">"
+      "<results><annotation><content><section>"
+      "<datapoint schema_id='a'>1</datapoint>"
+      "<xi:include xmlns:xi=\"http://www.w3.org/2001/XInclude\" "
+      "href=\"http://127.0.0.1:PORT/more.xml\"/>"
+      "</section></content></annotation></results></export>\n";
+  struct loopback_listener listener;
+  struct parse_result result;
+  (void)state;
+
+  /* Schema locations, a stylesheet and an XInclude between datapoints are
+   * ordinary markup to the parser, so nothing is fetched or included. */
+  listener_open(&listener);
+  parse_with_port(text, listener.port, &result);
+  assert_int_equal(result.code, AG_OK);
+  assert_int_equal(result.stderr_bytes, 0);
+  json_t *item = result_item(&result, 0);
+  json_t *fields = json_object_get(item, "fields");
+  assert_int_equal(json_object_size(fields), 1);
+  assert_string_equal(text_of(fields, "a"), "1");
+  assert_int_equal(json_object_size(json_object_get(item, "tables")), 0);
+  assert_int_equal(listener_take_connections(&listener), 0);
+  parse_result_release(&result);
+  listener_self_check(&listener);
+  close(listener.fd);
+}
+
+static void message_cut_keeps_utf8(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  /* An element name of 600 bytes fills the message buffers of both the
+   * agent's messages and libxml2's, so each message is cut. */
+  buffer_append(&document, "<export><results><annotation><content>"
+                           "<multivalue schema_id='m'><ab");
+  for (int i = 0; i < 300; i++)
+    buffer_append(&document, "\xC3\xA9");
+  buffer_append(&document, "/></multivalue></content></annotation>"
+                           "</results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE, "unexpected element <ab\xC3\xA9");
+  assert_true(utf8_valid(result.err.message, strlen(result.err.message), NULL));
+  parse_result_release(&result);
+
+  buffer_append(&document, "<export><a");
+  for (int i = 0; i < 300; i++)
+    buffer_append(&document, "\xC3\xA9");
+  buffer_append(&document, "></b></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "Opening and ending tag mismatch: a\xC3\xA9");
+  assert_true(utf8_valid(result.err.message, strlen(result.err.message), NULL));
+  parse_result_release(&result);
+}
+
 static void sink_error_stops(void **state)
 {
   struct parse_result result;
@@ -790,6 +1486,22 @@ int main(void)
       cmocka_unit_test(duplicate_schema_id),
       cmocka_unit_test(unexpected_structure),
       cmocka_unit_test(message_escapes_input),
+      cmocka_unit_test(value_of_one_mebibyte),
+      cmocka_unit_test(text_node_at_limit),
+      cmocka_unit_test(text_node_over_limit),
+      cmocka_unit_test(markup_over_input_limit),
+      cmocka_unit_test(many_line_items),
+      cmocka_unit_test(depth_at_limit),
+      cmocka_unit_test(depth_over_limit),
+      cmocka_unit_test(attributes_at_limit),
+      cmocka_unit_test(attributes_over_limit),
+      cmocka_unit_test(attributes_rejected_before_parse),
+      cmocka_unit_test(attributes_over_limit_utf16),
+      cmocka_unit_test(doctype_in_comment_accepted),
+      cmocka_unit_test(network_references_rejected),
+      cmocka_unit_test(network_entity_utf16),
+      cmocka_unit_test(network_hints_ignored),
+      cmocka_unit_test(message_cut_keeps_utf8),
       cmocka_unit_test(sink_error_stops),
       cmocka_unit_test(missing_file),
   };

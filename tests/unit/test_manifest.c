@@ -204,6 +204,68 @@ static void record_round_trip(void **state)
   manifest_close(manifest);
 }
 
+static void record_hook_fields(void **state)
+{
+  const char *dir = *state;
+  struct manifest *manifest = open_ok(dir);
+  struct manifest_record in = {0};
+  struct manifest_record out = {0};
+
+  in.state = MANIFEST_DELIVERED;
+  memcpy(in.sha256, SHA_A, 65);
+  in.output = "x.xml.0123456789abcdef.json";
+  in.hook_attempts = 4;
+  in.hook_retry_at = 1700000300;
+  in.hook_error = "exit status 3 after 0.1 s. Its output: no\x0A";
+  put_ok(manifest, "x.xml", 5, &in);
+  manifest = reopen(manifest, dir);
+  get_ok(manifest, "x.xml", 5, &out);
+  assert_false(out.hook_done);
+  assert_int_equal(out.hook_attempts, 4);
+  assert_int_equal(out.hook_retry_at, 1700000300);
+  assert_string_equal(out.hook_error, in.hook_error);
+  manifest_record_clear(&out);
+
+  /* A success keeps the count of failed runs and drops the error. */
+  in.hook_done = true;
+  in.hook_retry_at = 0;
+  in.hook_error = NULL;
+  put_ok(manifest, "x.xml", 5, &in);
+  get_ok(manifest, "x.xml", 5, &out);
+  assert_true(out.hook_done);
+  assert_int_equal(out.hook_attempts, 4);
+  assert_int_equal(out.hook_retry_at, 0);
+  assert_null(out.hook_error);
+  manifest_record_clear(&out);
+  manifest_close(manifest);
+}
+
+/* A record written before the hook existed reads with the hook's
+ * defaults: not done, no failed runs, no retry time and no error. */
+static void record_without_hook_fields(void **state)
+{
+  const char *dir = *state;
+  struct manifest *manifest = NULL;
+  struct manifest_record out = {0};
+
+  manifest_close(open_ok(dir));
+  raw_edit(dir, "files", "old.xml", 7,
+           "{\"v\":1,\"state\":\"delivered\",\"size\":9,\"mtime\":5,"
+           "\"sha256\":\"" SHA_B "\",\"format\":\"xml\","
+           "\"output\":\"old.xml.fedcba9876543210.json\",\"first_seen\":6,"
+           "\"updated\":7,\"attempts\":1}");
+  manifest = open_ok(dir);
+  get_ok(manifest, "old.xml", 7, &out);
+  assert_int_equal(out.state, MANIFEST_DELIVERED);
+  assert_string_equal(out.output, "old.xml.fedcba9876543210.json");
+  assert_false(out.hook_done);
+  assert_int_equal(out.hook_attempts, 0);
+  assert_int_equal(out.hook_retry_at, 0);
+  assert_null(out.hook_error);
+  manifest_record_clear(&out);
+  manifest_close(manifest);
+}
+
 static void record_extreme_values(void **state)
 {
   const char *dir = *state;
@@ -701,6 +763,14 @@ static void undecodable_records_rejected(void **state)
                     "'output'");
   expect_bad_record(dir, "{\"v\":1,\"state\":\"seen\",\"reason_b64\":\"@@\"}",
                     "'reason_b64'");
+  expect_bad_record(dir, "{\"v\":1,\"state\":\"seen\",\"hook_done\":1}",
+                    "'hook_done' is not true or false");
+  expect_bad_record(dir, "{\"v\":1,\"state\":\"seen\",\"hook_attempts\":-1}",
+                    "'hook_attempts'");
+  expect_bad_record(dir, "{\"v\":1,\"state\":\"seen\",\"hook_retry_at\":\"x\"}",
+                    "'hook_retry_at'");
+  expect_bad_record(dir, "{\"v\":1,\"state\":\"seen\",\"hook_error\":[]}",
+                    "'hook_error'");
 }
 
 /* ---- Keys ---- */
@@ -827,6 +897,8 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       FOLDER_TEST(record_round_trip),
+      FOLDER_TEST(record_hook_fields),
+      FOLDER_TEST(record_without_hook_fields),
       FOLDER_TEST(record_extreme_values),
       FOLDER_TEST(record_every_state),
       FOLDER_TEST(record_replace),
