@@ -47,7 +47,7 @@ read -r -a pkg_libs <<<"$(pkg-config --libs libxml-2.0 jansson)"
 build() { # target
   local parser_sources
   if [ "$1" = xml ]; then
-    parser_sources=("$top/src/export_xml.c")
+    parser_sources=("$top"/src/export_xml*.c)
   else
     parser_sources=("$top"/src/export_csv*.c "$top/src/posix/textconv_posix.c")
   fi
