@@ -260,7 +260,7 @@ static enum ag_code add_candidate(struct listing *listing,
   return AG_OK;
 }
 
-/* Return whether the manifest says this listed file needs nothing more:
+/* Return whether the manifest shows that this listed file needs nothing more:
  * it was delivered and resume_unfinished() owns it, or it is the same
  * version that the agent finished and left in place (kept after delivery,
  * or failed on a server where the agent does not move files). With

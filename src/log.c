@@ -113,22 +113,6 @@ static void close_log_file(int fd)
   close(fd);
 }
 
-/* Write all of data to fd, retrying after signals and short writes. */
-static bool write_fd(int fd, const char *data, size_t len)
-{
-  while (len > 0) {
-    ssize_t written = write(fd, data, len);
-
-    if (written < 0 && errno == EINTR)
-      continue;
-    if (written <= 0)
-      return false;
-    data += written;
-    len -= (size_t)written;
-  }
-  return true;
-}
-
 static void open_syslog(void)
 {
   /* LOG_NDELAY connects now, before a sandbox could block the socket. */
@@ -274,7 +258,7 @@ static bool write_file(enum log_level level, const char *text)
   if ((size_t)len > sizeof(line) - 2)
     len = (int)sizeof(line) - 2;
   line[len++] = '\n';
-  return write_fd(logger.file_fd, line, (size_t)len);
+  return plat_write_all(logger.file_fd, line, (size_t)len);
 }
 
 static void emit(enum log_level level, const char *text)

@@ -10,6 +10,7 @@
 
 #include "agent/log.h"
 #include "agent/names.h"
+#include "agent/platform.h"
 #include "agent/utf8.h"
 
 #include <jansson.h>
@@ -208,22 +209,6 @@ static enum ag_code read_marker(struct manifest *manifest, bool *present,
   return AG_OK;
 }
 
-/* Write len bytes, retrying after signals and short writes. */
-static bool write_all(int fd, const char *data, size_t len)
-{
-  while (len > 0) {
-    ssize_t written = write(fd, data, len);
-
-    if (written < 0 && errno == EINTR)
-      continue;
-    if (written <= 0)
-      return false;
-    data += written;
-    len -= (size_t)written;
-  }
-  return true;
-}
-
 /* Sync a folder so that a rename inside it survives a crash. */
 static bool sync_folder(const char *dir)
 {
@@ -261,7 +246,7 @@ static enum ag_code write_marker_file(struct manifest *manifest,
     step = "create";
     goto done;
   }
-  if (!write_all(fd, text, strlen(text))) {
+  if (!plat_write_all(fd, text, strlen(text))) {
     step = "write";
     goto done;
   }

@@ -55,6 +55,11 @@ enum ag_code plat_sync_close(FILE *file, const char *path,
 enum ag_code plat_replace(const char *from, const char *to,
                           struct ag_error *err);
 
+/* Write all len bytes of data to the file descriptor fd, retrying after
+ * signals and short writes. Returns false on any other failure, with
+ * errno set. */
+bool plat_write_all(int fd, const void *data, size_t len);
+
 /* Remove a file; a missing file is not an error. */
 void plat_remove(const char *path);
 

@@ -196,6 +196,23 @@ enum ag_code plat_replace(const char *from, const char *to,
   return sync_parent(to, err);
 }
 
+bool plat_write_all(int fd, const void *data, size_t len)
+{
+  const char *next = data;
+
+  while (len > 0) {
+    ssize_t written = write(fd, next, len);
+
+    if (written < 0 && errno == EINTR)
+      continue;
+    if (written <= 0)
+      return false;
+    next += written;
+    len -= (size_t)written;
+  }
+  return true;
+}
+
 void plat_remove(const char *path)
 {
   unlink(path);
