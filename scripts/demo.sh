@@ -18,7 +18,8 @@ trap 'bash "$top/tests/integration/sshd.sh" stop "$demo/sshd" >/dev/null' EXIT
 
 export_dir="$SFTP_ROOT/export"
 mkdir -p "$export_dir/archive" "$export_dir/error"
-cp "$top"/tests/data/*.xml "$top"/tests/data/rossum_export_multi.csv \
+cp "$top"/tests/data/*.xml "$top"/tests/data/public/*.xml \
+  "$top"/tests/data/rossum_export_multi.csv \
   "$top"/tests/data/rossum_export_bom_quoted.csv "$export_dir/"
 printf '<export><results><annotation>\n' >"$export_dir/truncated_export.xml"
 

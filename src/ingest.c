@@ -367,7 +367,9 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     else
       log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
                record.format, items,
-               format == EXPORT_CSV ? "records" : "annotations",
+               format == EXPORT_CSV
+                   ? (items == 1 ? "record" : "records")
+                   : (items == 1 ? "annotation" : "annotations"),
                (unsigned long long)file->size, agent->config->output_dir,
                output_name);
     record.output = output_name;
