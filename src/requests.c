@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/rpath.h"
 
@@ -120,14 +121,28 @@ static enum ag_code load_record(struct manifest *manifest, const char *key,
   return code;
 }
 
-static enum ag_code check_action(enum agent_request_action action,
+/* Check that action fits the record. Forgetting a file whose hook has not
+ * succeeded would let its identical copy be archived as a duplicate with
+ * no hook ever run, so that is rejected; retry runs such a hook again. */
+static enum ag_code check_action(const struct config *config,
+                                 enum agent_request_action action,
                                  const struct manifest_record *record,
                                  const char *shown, struct ag_error *err)
 {
-  if (action != AGENT_REQUEST_RETRY || record->state == MANIFEST_FAILED)
+  bool hook_pending = hook_is_pending(config, record);
+
+  if (action == AGENT_REQUEST_FORGET && hook_pending)
+    return ag_error_set(err, AG_EUSAGE,
+                        "'%s' waits for its post-delivery hook; forgetting "
+                        "it would archive it without the hook. Fix the hook "
+                        "and run 'retry %s' to run it at the next pass",
+                        shown, shown);
+  if (action != AGENT_REQUEST_RETRY || record->state == MANIFEST_FAILED ||
+      hook_pending)
     return AG_OK;
   return ag_error_set(err, AG_EUSAGE,
-                      "'%s' is %s, not failed; retry takes only failed files",
+                      "'%s' is %s, not failed; retry takes only failed files "
+                      "and files whose hook failed",
                       shown, manifest_state_name(record->state));
 }
 
@@ -221,13 +236,25 @@ out:
 
 /* Put a failed file back in the inbox and reset its record to SEEN, which
  * no listing treats as handled, so the next pass takes the file again.
- * first_seen and attempts are kept. */
+ * first_seen and attempts are kept. For a delivered file whose hook
+ * failed, clear the hook's retry time instead, so the next pass runs it. */
 static enum ag_code retry_record(struct agent *agent, const char *key,
                                  size_t key_len, const char *shown,
                                  struct manifest_record *record,
                                  struct ag_error *err)
 {
   enum ag_code code = AG_OK;
+
+  if (record->state == MANIFEST_DELIVERED) {
+    record->hook_retry_at = 0;
+    record->updated = plat_wall_time();
+    code = manifest_put(agent->manifest, key, key_len, record, err);
+    if (code == AG_OK)
+      log_info("retry: the post-delivery hook of '%s' runs again at the next "
+               "pass",
+               shown);
+    return code;
+  }
 
   if (record->archive_path != NULL)
     code = move_back(agent, key, key_len, shown, record->archive_path, err);
@@ -280,7 +307,7 @@ static enum ag_code execute_request(struct agent *agent,
   log_escape(shown, sizeof(shown), key, key_len);
   code = load_record(agent->manifest, key, key_len, shown, &record, err);
   if (code == AG_OK)
-    code = check_action(action, &record, shown, err);
+    code = check_action(agent->config, action, &record, shown, err);
   if (code == AG_OK && action == AGENT_REQUEST_RETRY)
     code = retry_record(agent, key, key_len, shown, &record, err);
   else if (code == AG_OK)
@@ -307,7 +334,7 @@ static enum ag_code check_unlocked(const struct config *config,
   if (code == AG_OK)
     code = load_record(manifest, key, key_len, shown, &record, err);
   if (code == AG_OK)
-    code = check_action(action, &record, shown, err);
+    code = check_action(config, action, &record, shown, err);
   manifest_record_clear(&record);
   manifest_close(manifest);
   return code;

@@ -391,6 +391,21 @@ static enum ag_code print_json(FILE *out, const char *path,
   return AG_OK;
 }
 
+/* Return whether the state folder has the marker of earlier runs. */
+static bool has_marker(const char *state_dir)
+{
+  size_t size = strlen(state_dir) + sizeof("/agent-id");
+  char *marker = malloc(size);
+  bool present = false;
+
+  if (marker != NULL) {
+    snprintf(marker, size, "%s/agent-id", state_dir);
+    present = plat_exists(marker) != 0;
+  }
+  free(marker);
+  return present;
+}
+
 /* ---- Entry points ---- */
 
 enum ag_code agent_status(const struct config *config,
@@ -411,14 +426,13 @@ enum ag_code agent_status(const struct config *config,
   snprintf(path, dir_len + sizeof("/manifest.mdb"), "%s/manifest.mdb",
            config->state_dir);
 
-  /* Opening the manifest would create it, so a first run is reported
-   * without opening it. */
-  bool never_ran =
-      plat_exists(path) != 1 && plat_exists(config->state_dir) != 1;
+  /* Opening the manifest would create it, and files created by whoever
+   * runs status could lock the service's user out, so with neither the
+   * manifest nor the marker a first run is reported without opening it. A
+   * marker alone is a lost manifest, which manifest_open() reports. */
+  bool never_ran = plat_exists(path) != 1 && !has_marker(config->state_dir);
   if (never_ran && format == AGENT_STATUS_TEXT) {
-    fprintf(out,
-            "state folder %s does not exist yet: the agent has not "
-            "run\n",
+    fprintf(out, "no manifest in %s yet: the agent has not run\n",
             config->state_dir);
     goto out;
   }

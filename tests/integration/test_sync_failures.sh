@@ -38,6 +38,15 @@ assert_missing "$STATE/tmp/download.XyZ789.tmp" "partial download removed"
 assert_exists "$OUT/keep.tmp" "other files in the output folder kept"
 assert_contains "$STDERR" "removed 1 partial downloads and 1 partial outputs" "removal logged"
 
+# status before the first run creates nothing in the state folder.
+setup_case status_first
+mkdir -p "$STATE"
+run_agent status
+assert_eq 0 "$RC" "status before the first run"
+assert_contains "$STDOUT" "the agent has not run" "first run reported"
+assert_missing "$STATE/manifest.mdb" "status created no manifest"
+assert_missing "$STATE/agent-id" "status created no marker"
+
 # A missing archive folder fails the pass before anything is taken.
 setup_case archive_missing
 cp "$TEST_DATA_DIR/rossum_export_single.xml" "$REMOTE/inbox/"

@@ -179,6 +179,19 @@ assert_exists "$REMOTE/inbox/g.xml" "still not archived"
 run_agent sync --dry-run
 assert_contains "$STDOUT" "its hook has not succeeded yet (2 failed runs)" "dry run names the hook"
 
+# forget would archive the file without its hook, so it is rejected;
+# retry clears the wait, and the next pass runs the fixed hook at once.
+run_agent forget g.xml
+assert_eq 2 "$RC" "forget of a file whose hook is pending"
+assert_contains "$STDERR" "waits for its post-delivery hook" "forget names the hook"
+write_recording_hook 0
+run_agent retry g.xml
+assert_eq 0 "$RC" "retry of a failed hook"
+run_agent sync
+assert_eq 0 "$RC" "sync after retry"
+assert_eq 3 "$(call_count)" "hook ran again at once"
+assert_exists "$REMOTE/archive/g.xml" "archived after the hook succeeded"
+
 # A hook that runs past its timeout is ended with its whole process group.
 setup_case timeout
 write_hook "$LOCAL/slow.sh" "
