@@ -389,10 +389,12 @@ enum ag_code hook_run_pending(struct agent *agent, const char *rel,
    * clock was set back, and then the run is due now. */
   int64_t wait = record->hook_retry_at - now;
   if (wait > 0 && wait <= HOOK_RETRY_MAX_SECONDS) {
+    /* Debug only: the failure itself was logged as an error, and status
+     * shows the wait, so an info line per poll would only flood the log. */
     summary->pending++;
-    log_info("'%s' waits for its hook, which failed %u times; the next run "
-             "is on the first pass after %lld s",
-             name, record->hook_attempts, (long long)wait);
+    log_debug("'%s' waits for its hook, which failed %u times; the next run "
+              "is on the first pass after %lld s",
+              name, record->hook_attempts, (long long)wait);
     return AG_OK;
   }
   struct hook_target target = {

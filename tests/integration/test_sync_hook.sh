@@ -171,7 +171,7 @@ assert_eq 1 "$RC" "second failure"
 assert_eq 2 "$(call_count)" "second run at the next pass"
 assert_contains "$STDERR" "failed run 2" "second failure counted"
 assert_contains "$STDERR" "on the first pass after 10 s" "backoff logged"
-run_agent sync
+run_agent sync -v
 assert_eq 1 "$RC" "waiting hook exits 1"
 assert_eq 2 "$(call_count)" "no run before the retry time"
 assert_contains "$STDERR" "'g.xml' waits for its hook" "wait logged"
