@@ -260,12 +260,13 @@ static enum ag_code add_candidate(struct listing *listing,
   return AG_OK;
 }
 
-/* Return whether the manifest shows that this listed file needs nothing more:
- * it was delivered and resume_unfinished() owns it, or it is the same
- * version that the agent finished and left in place (kept after delivery,
- * or failed on a server where the agent does not move files). With
- * on_success = move, a finished file never stays in the inbox, so a file
- * listed under its name is a new upload even with the same size and mtime. */
+/* Set *handled when the manifest shows that this listed file needs nothing
+ * more. That is the case when it was delivered, because resume_unfinished()
+ * then owns it. It is also the case for the same version that the agent
+ * finished and left in place: kept after delivery, or failed on a server
+ * where the agent does not move files. With on_success = move, a finished
+ * file never stays in the inbox, so a file listed under its name is a new
+ * upload even with the same size and mtime. */
 static enum ag_code already_handled(struct listing *listing,
                                     const struct remote_entry *entry,
                                     bool *handled)

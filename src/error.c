@@ -19,7 +19,13 @@ static void trim_partial_utf8(char *message)
     return;
 
   unsigned char lead = (unsigned char)message[start - 1];
-  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  size_t need = 1;
+  if (lead >= 0xF0)
+    need = 4;
+  else if (lead >= 0xE0)
+    need = 3;
+  else if (lead >= 0xC0)
+    need = 2;
   if (len - (start - 1) < need)
     message[start - 1] = '\0';
 }

@@ -153,7 +153,7 @@ static enum ag_code parse_export(const struct config *config,
 }
 
 /* Parse the downloaded copy into a new output document and publish it.
- * On AG_EPARSE, err holds the reason and nothing was published. */
+ * On AG_EPARSE, err contains the reason and nothing was published. */
 static enum ag_code
 parse_and_publish(struct agent *agent, const struct candidate *file,
                   const struct download *download, enum export_format format,

@@ -277,8 +277,8 @@ enum ag_code remote_connect(const struct config *config, struct remote **out,
       config->timeout > 0 ? config->timeout : DEFAULT_TIMEOUT_SECONDS;
   set_endpoint(remote, config);
 
-  /* A missing or exposed key is a config problem; say so before any
-   * network traffic rather than as a failed login. */
+  /* A missing or exposed key is a config problem, so it is reported before
+   * any network traffic instead of as a failed login. */
   if (config->private_key != NULL)
     code = plat_check_private_file(config->private_key, err);
   if (code == AG_OK)

@@ -122,8 +122,8 @@ static enum ag_code load_record(struct manifest *manifest, const char *key,
 }
 
 /* Check that action fits the record. Forgetting a file whose hook has not
- * succeeded would let its identical copy be archived as a duplicate with
- * no hook ever run, so that is rejected; retry runs such a hook again. */
+ * succeeded is rejected, because its identical copy would then be archived
+ * as a duplicate with no hook ever run. Retry runs such a hook again. */
 static enum ag_code check_action(const struct config *config,
                                  enum agent_request_action action,
                                  const struct manifest_record *record,

@@ -426,10 +426,10 @@ enum ag_code agent_status(const struct config *config,
   snprintf(path, dir_len + sizeof("/manifest.mdb"), "%s/manifest.mdb",
            config->state_dir);
 
-  /* Opening the manifest would create it, and files created by whoever
-   * runs status could lock the service's user out, so with neither the
-   * manifest nor the marker a first run is reported without opening it. A
-   * marker alone is a lost manifest, which manifest_open() reports. */
+  /* Opening the manifest would create it as the user who runs status,
+   * which could lock the service's user out. So with neither the manifest
+   * nor the marker, a first run is reported without opening it. A marker
+   * alone is a lost manifest, which manifest_open() reports. */
   bool never_ran = plat_exists(path) != 1 && !has_marker(config->state_dir);
   if (never_ran && format == AGENT_STATUS_TEXT) {
     fprintf(out, "no manifest in %s yet: the agent has not run\n",

@@ -34,7 +34,7 @@ enum agent_format agent_format_of(const char *name);
 /* Return "xml", "csv", "json" or "other". */
 const char *agent_format_name(enum agent_format format);
 
-/* What one pass did, for the summary line and the exit code. */
+/* Counts of one pass, for the summary line and the exit code. */
 struct agent_summary {
   size_t delivered;  /* new JSON outputs published */
   size_t duplicates; /* identical re-uploads archived without delivery */

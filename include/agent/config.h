@@ -84,7 +84,7 @@ struct config {
   char *metrics_file;     /* Prometheus text file, or NULL */
   int keepalive_interval; /* seconds; 0 turns keepalives off */
   int reconnect_base;     /* first reconnect delay, seconds */
-  int reconnect_max;      /* longest reconnect delay, seconds */
+  int reconnect_max;      /* maximum reconnect delay, seconds */
 
   /* [csv] */
   enum csv_delimiter delimiter;

@@ -24,8 +24,8 @@ struct daemon_options {
  * Returns an error only when start-up fails, before readiness is reported:
  * AG_ECONFIG (invalid config), AG_ELOCKED (another agent has locked the
  * state folder, and the message names its process id), AG_ESTATELOST,
- * AG_ESTATE, AG_ELOCAL or AG_ENOMEM. err then holds the message. Failures after
- * start-up are logged and retried: an unreachable server, a rejected host
+ * AG_ESTATE, AG_ELOCAL or AG_ENOMEM. err then contains the message. Failures
+ * after start-up are logged and retried: an unreachable server, a rejected host
  * key or login, and a failed pass never end the run. */
 enum ag_code daemon_run(const char *config_path,
                         const struct daemon_options *options,

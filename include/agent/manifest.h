@@ -4,11 +4,11 @@
  * server sent. Every write is one committed, synced LMDB transaction, so a
  * record on disk always describes a step that has already happened.
  *
- * A second table holds every (key, content SHA-256) pair ever delivered,
+ * A second table contains every (key, content SHA-256) pair ever delivered,
  * so an identical re-upload under the same name is recognised even after
  * the name's record was replaced by other versions.
  *
- * The state folder also holds a marker (agent-id) written once the
+ * The state folder also contains a marker (agent-id) written once the
  * manifest exists. A marker without a readable manifest means the
  * manifest was lost, and manifest_open() refuses to start afresh. */
 #ifndef AGENT_MANIFEST_H
@@ -72,7 +72,7 @@ enum ag_code manifest_set_aside(const char *state_dir, struct ag_error *err);
 /* Close the manifest. Accepts NULL. */
 void manifest_close(struct manifest *manifest);
 
-/* Longest key, in bytes: LMDB's default maximum key size. */
+/* Maximum key length in bytes: LMDB's default maximum key size. */
 #define MANIFEST_KEY_MAX 511
 
 /* Look up key. Sets *found and, when found, fills record; the caller frees

@@ -30,7 +30,7 @@ struct output_doc;
 
 /* Build the "source" object that every output and sidecar starts with.
  * Names that are not valid UTF-8 are shown with their bad bytes written as
- * %XX, and name_raw holds the exact bytes in base64. Returns a new
+ * %XX, and name_raw contains the exact bytes in base64. Returns a new
  * reference, or NULL when out of memory. */
 json_t *output_source_object(const struct output_source *src);
 
@@ -50,7 +50,7 @@ const struct export_sink *output_sink(struct output_doc *doc);
 size_t output_item_count(const struct output_doc *doc);
 
 /* Close the last item list, sync the file and rename it to dir/final_name,
- * replacing a file of that name (which, by how names are built, holds the
+ * replacing a file of that name (which, by how names are built, contains the
  * same content). Frees doc in every case; on failure the temporary file
  * is removed. */
 enum ag_code output_commit(struct output_doc *doc, const char *final_name,

@@ -89,7 +89,7 @@ int plat_glob_match(const char *pattern, const char *name);
 struct plat_lock;
 
 /* Take the lock on path without waiting, writing this process's id into
- * the file. If another process holds it, returns AG_ELOCKED with a message
+ * the file. If another process has it, returns AG_ELOCKED with a message
  * that names the holder's process id. */
 enum ag_code plat_lock(const char *path, struct plat_lock **lock_out,
                        struct ag_error *err);

@@ -34,7 +34,7 @@ enum ag_code textconv_open(const char *name, struct textconv **out,
  * in are kept for the next call, unless at_end is true, which means that
  * no more input follows (in may then be empty).
  *
- * Returns AG_EPARSE when the stream holds a byte that is invalid in the
+ * Returns AG_EPARSE when the stream contains a byte that is invalid in the
  * source encoding, or ends inside a sequence. The message gives the byte
  * offset, counted from the first byte of the stream, and the byte value.
  * *out and *out_len then hold the text before that byte, and

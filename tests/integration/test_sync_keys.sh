@@ -27,7 +27,7 @@ assert_eq 0 "$RC" "sync with RSA and a pinned key"
 assert_exists "$REMOTE/archive/rossum_export_single.xml" "archived"
 assert_eq 4410001 "$(json_of rossum_export_single.xml '.annotations[0].id')" "delivered"
 
-# A missing archive folder makes check fail with exit 3 and say which.
+# A missing error folder makes check fail with exit 3 and name the folder.
 rm -rf "$REMOTE/error"
 run_agent check
 assert_eq 3 "$RC" "check with a missing error folder"

@@ -5,7 +5,7 @@
  * Binds an AF_UNIX datagram socket at SOCKET (a file system path, or a
  * name in the abstract namespace when it starts with '@') and prints each
  * message it receives, followed by an empty line, flushing after each one.
- * A message holds one VARIABLE=value line per assignment, like READY=1.
+ * A message contains one VARIABLE=value line per assignment, like READY=1.
  * Exits 0 after SECONDS seconds or on SIGTERM, so that a test that
  * failed to stop it cannot leave it running. Removes a socket file that
  * it created. */
