@@ -546,6 +546,8 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
     attempted++;
   }
   agent_show_progress(agent, attempted, take, summary->bytes, started_ms);
+  if (code == AG_OK && !agent_stop_requested(agent))
+    code = agent_apply_retention(agent, plat_wall_time(), err);
 
 out:
   summary->backlog = summary->settling + listing.count - attempted;
@@ -582,10 +584,10 @@ static enum ag_code open_for_plan(const struct config *config,
     goto out;
   }
 
-  /* With neither file this is a first run, and manifest_open() would
-   * create both. A marker alone is a lost manifest, which it reports. */
+  /* With neither file this is a first run, with nothing to read. A marker
+   * alone is a lost manifest, which manifest_open_read_only() reports. */
   if (plat_exists(db_path) == 1 || plat_exists(marker_path) == 1)
-    code = manifest_open(config->state_dir, &agent->manifest, err);
+    code = manifest_open_read_only(config->state_dir, &agent->manifest, err);
 
 out:
   free(db_path);

@@ -39,6 +39,9 @@ struct agent {
  * the status command reads, both as decimal text. */
 #define AGENT_META_LAST_SUCCESS "last_success" /* Unix seconds */
 #define AGENT_META_BACKLOG "backlog"           /* files */
+/* Unix seconds of the last retention run that examined both tables to
+ * the end, as decimal text. */
+#define AGENT_META_PRUNED_AT "pruned_at"
 
 /* A stable file picked for processing in this pass. */
 struct candidate {
@@ -95,6 +98,17 @@ bool agent_error_is_fatal(enum ag_code code);
 enum ag_code agent_record_pass(struct agent *agent,
                                struct agent_summary *summary, enum ag_code code,
                                struct ag_error *err);
+
+/* Apply the [manifest] retention at the Unix time now. Removes the records
+ * not changed for retention_days: those of archived files (except with
+ * on_success = keep, where the record keeps a kept file from being taken
+ * again) and those of seen or downloaded files, which vanished. Removes
+ * the delivered versions older than delivered_hash_retention_days. Failed
+ * and delivered records stay. Runs at most once an hour and starts no
+ * batch after about a second. A run that is cut short goes on at the next
+ * pass. Errors: those of the manifest. */
+enum ag_code agent_apply_retention(struct agent *agent, int64_t now,
+                                   struct ag_error *err);
 
 /* Call the progress display, if one is set, with these counts. */
 void agent_show_progress(const struct agent *agent, size_t files_done,

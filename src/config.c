@@ -99,6 +99,7 @@ static const struct key_spec keys[] = {
     NUMBER("remote", max_files_per_poll, 0, 1000000, "0"),
     STRING("remote", archive_layout, KEY_LAYOUT),
     CHOICE("remote", on_success, on_success_words, "move"),
+    NUMBER("remote", archive_alert_after, 1, 1000000, "5"),
     STRING("local", state_dir, KEY_LOCAL_PATH),
     STRING("local", output_dir, KEY_LOCAL_PATH),
     NUMBER("agent", poll_interval, 1, 86400, "30"),
@@ -114,6 +115,8 @@ static const struct key_spec keys[] = {
     STRING("csv", group_by, KEY_STRING),
     {"hook", "exec", KEY_STRING, FIELD(hook_exec), 0, 0, 0, NULL, NULL},
     {"hook", "timeout", KEY_INT, FIELD(hook_timeout), 0, 1, 86400, "60", NULL},
+    NUMBER("manifest", retention_days, 0, 36500, "90"),
+    NUMBER("manifest", delivered_hash_retention_days, 0, 36500, "365"),
 };
 
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))

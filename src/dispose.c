@@ -121,6 +121,10 @@ static enum ag_code record_done(struct agent *agent, const char *rel,
                                 size_t rel_len, struct manifest_record *record,
                                 enum manifest_state state, struct ag_error *err)
 {
+  /* The count of failed remote steps stays, but their last error is over
+   * once the file is done. */
+  free(record->archive_error);
+  record->archive_error = NULL;
   record->state = state;
   record->updated = plat_wall_time();
   return manifest_put(agent->manifest, rel, rel_len, record, err);
@@ -186,6 +190,46 @@ static enum ag_code apply_on_success(struct agent *agent, const char *source,
   return code;
 }
 
+/* Record a failed remote step of a delivered file and log it: as a warning
+ * for the first failures, as an error from archive_alert_after failures
+ * on, at every pass. The record stays DELIVERED, so the next pass tries
+ * again and never delivers the file a second time. */
+static enum ag_code record_step_failure(struct agent *agent, const char *rel,
+                                        size_t rel_len, const char *shown,
+                                        struct manifest_record *record,
+                                        const struct ag_error *step_err,
+                                        struct agent_summary *summary,
+                                        struct ag_error *err)
+{
+  const struct config *config = agent->config;
+  const char *verb =
+      config->on_success == ON_SUCCESS_MOVE ? "archived" : "deleted";
+
+  free(record->archive_error);
+  record->archive_error = strdup(step_err->message);
+  if (record->archive_error == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  record->archive_attempts++;
+  record->updated = plat_wall_time();
+  enum ag_code code = manifest_put(agent->manifest, rel, rel_len, record, err);
+  if (code != AG_OK)
+    return code;
+
+  summary->pending++;
+  summary->pending_archive++;
+  if (record->archive_attempts < (uint32_t)config->archive_alert_after)
+    log_warn("'%s' was delivered but could not be %s (failed attempt %u): "
+             "%s. The agent tries again at every pass and does not deliver "
+             "it again",
+             shown, verb, record->archive_attempts, step_err->message);
+  else
+    log_error("'%s' was delivered but could not be %s, and %u attempts have "
+              "failed: %s. The agent tries again at every pass and does not "
+              "deliver it again",
+              shown, verb, record->archive_attempts, step_err->message);
+  return AG_OK;
+}
+
 enum ag_code dispose_delivered(struct agent *agent, const char *rel,
                                size_t rel_len, struct manifest_record *record,
                                struct agent_summary *summary,
@@ -222,12 +266,8 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
       ag_error_set(err, code, "%s", step_err.message);
       goto out;
     }
-    summary->pending++;
-    summary->pending_archive++;
-    log_error("'%s' was delivered but could not be archived: %s; the move "
-              "is retried next pass and the file is not delivered again",
-              shown, step_err.message);
-    code = AG_OK;
+    code = record_step_failure(agent, rel, rel_len, shown, record, &step_err,
+                               summary, err);
     goto out;
   }
 
@@ -235,14 +275,19 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
   if (code != AG_OK)
     goto out;
   summary->completed++;
+  char retried[64] = "";
+  if (record->archive_attempts > 0)
+    snprintf(retried, sizeof(retried), " after %u failed attempts",
+             record->archive_attempts);
   if (record->archive_path != NULL)
-    log_info("archived '%s' as '%s'", shown,
-             escape_path(target, sizeof(target), record->archive_path));
+    log_info("archived '%s' as '%s'%s", shown,
+             escape_path(target, sizeof(target), record->archive_path),
+             retried);
   else
-    log_info("%s '%s' on the server",
+    log_info("%s '%s' on the server%s",
              agent->config->on_success == ON_SUCCESS_DELETE ? "deleted"
                                                             : "kept",
-             shown);
+             shown, retried);
 
 out:
   free(source);

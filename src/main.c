@@ -29,13 +29,14 @@ struct options {
   int rebuild_manifest;
   int json;         /* status --json */
   int dry_run;      /* sync --dry-run */
-  const char *name; /* the file of retry and forget */
+  int force;        /* backup --force */
+  const char *name; /* the file of retry and forget, the DEST of backup */
 };
 
 static void usage(FILE *out)
 {
   fprintf(out,
-          "Usage: rossum-sftp-agent COMMAND [OPTIONS] [NAME]\n"
+          "Usage: rossum-sftp-agent COMMAND [OPTIONS] [NAME | DEST]\n"
           "\n"
           "Collects Rossum export files from an SFTP server, writes one JSON\n"
           "file per export and archives the remote files.\n"
@@ -52,6 +53,8 @@ static void usage(FILE *out)
           "  forget NAME  remove the manifest record of NAME\n"
           "  NAME is the path below the inbox as status shows it. While an\n"
           "  agent runs, retry and forget are queued for its next pass.\n"
+          "  backup DEST  write a compacted copy of the manifest to the new\n"
+          "               file DEST; works while the agent runs\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE  config file (default: %s)\n"
@@ -62,6 +65,7 @@ static void usage(FILE *out)
           "  --dry-run          with sync: list what would be taken, skipped\n"
           "                     or retried, and change nothing\n"
           "  --json             with status: print one JSON object\n"
+          "  --force            with backup: replace an existing DEST\n"
           "  --                 end of options, for a NAME starting with '-'\n"
           "  -h, --help         show this help\n"
           "  -V, --version      show the version\n"
@@ -88,7 +92,8 @@ static int add_positional(struct options *opts, const char *arg)
     return 0;
   }
   if (opts->name == NULL && (strcmp(opts->command, "retry") == 0 ||
-                             strcmp(opts->command, "forget") == 0)) {
+                             strcmp(opts->command, "forget") == 0 ||
+                             strcmp(opts->command, "backup") == 0)) {
     opts->name = arg;
     return 0;
   }
@@ -131,6 +136,8 @@ static int parse_arguments(int argc, char **argv, struct options *opts)
       opts->json = 1;
     } else if (strcmp(arg, "--dry-run") == 0) {
       opts->dry_run = 1;
+    } else if (strcmp(arg, "--force") == 0) {
+      opts->force = 1;
     } else if (strcmp(arg, "--") == 0) {
       options_ended = true;
     } else if (arg[0] == '-') {
@@ -278,6 +285,9 @@ static int run_command(const struct options *opts)
     status = ag_exit_code(agent_check(config, stdout, &err));
   else if (strcmp(opts->command, "status") == 0)
     status = ag_exit_code(agent_status(config, format, stdout, &err));
+  else if (strcmp(opts->command, "backup") == 0)
+    status = ag_exit_code(
+        agent_backup(config, opts->name, opts->force != 0, stdout, &err));
   else
     status = run_request(config, opts, &err);
 
@@ -305,8 +315,12 @@ static int check_option_use(const struct options *opts)
     problem = "--dry-run changes nothing, so it cannot rebuild the manifest";
   else if (opts->json && strcmp(opts->command, "status") != 0)
     problem = "--json works only with status";
+  else if (opts->force && strcmp(opts->command, "backup") != 0)
+    problem = "--force works only with backup";
   else if (takes_name && opts->name == NULL)
     problem = "retry and forget need the NAME of a file as status shows it";
+  else if (strcmp(opts->command, "backup") == 0 && opts->name == NULL)
+    problem = "backup needs DEST, the file to write the copy to";
   if (problem == NULL)
     return 0;
   fprintf(stderr, "rossum-sftp-agent: %s; see --help\n", problem);
@@ -341,7 +355,8 @@ int main(int argc, char **argv)
   if (strcmp(opts.command, "sync") != 0 && strcmp(opts.command, "check") != 0 &&
       strcmp(opts.command, "status") != 0 &&
       strcmp(opts.command, "retry") != 0 &&
-      strcmp(opts.command, "forget") != 0) {
+      strcmp(opts.command, "forget") != 0 &&
+      strcmp(opts.command, "backup") != 0) {
     fprintf(stderr, "rossum-sftp-agent: unknown command '%s'; see --help\n",
             opts.command);
     return EXIT_USAGE;

@@ -1,19 +1,17 @@
 /* The manifest in LMDB: opening and creating it, the agent-id marker that
- * reveals a lost manifest, the JSON record format and map growth.
+ * reveals a lost manifest, map growth, and the records and meta values.
  *
  * Files in the state folder: manifest.mdb (the LMDB environment, opened
  * with MDB_NOSUBDIR), manifest.mdb-lock (LMDB's lock file) and agent-id.
- * Named databases: "files" (relative path -> record), "delivered"
- * (SHA-256 hex -> relative path) and "meta" (schema_version, created_at,
- * both as decimal text, and the values of manifest_set_meta()). */
-#include "agent/manifest.h"
+ * Named databases: "files" (relative path -> record, manifest_record.c),
+ * "delivered" (hash of SHA-256 hex and relative path -> delivery time,
+ * manifest_schema.c) and "meta" (schema_version, created_at, both as
+ * decimal text, and the values of manifest_set_meta()). */
+#include "manifest_internal.h"
 
 #include "agent/log.h"
-#include "agent/names.h"
 #include "agent/platform.h"
-#include "agent/utf8.h"
 
-#include <jansson.h>
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -32,38 +30,13 @@
 
 #define MANIFEST_FILE "manifest.mdb"
 #define MARKER_FILE "agent-id"
-#define SCHEMA_VERSION 1
-#define RECORD_VERSION 1
-#define AGENT_ID_BYTES 16
 
 /* The map starts at 16 MiB and doubles when full, up to 1 GiB. LMDB
  * reserves address space, not disk, for the map. */
 #define MAP_SIZE_INITIAL ((size_t)16 << 20)
 #define MAP_SIZE_MAX ((size_t)1 << 30)
 
-/* Room for a key escaped with log_escape() in a message. */
-#define KEY_TEXT_MAX 256
-
-static const char rebuild_advice[] =
-    "Restore the manifest from a backup, or run `rossum-sftp-agent sync "
-    "--rebuild-manifest` to start afresh, which delivers files still in the "
-    "inbox again.";
-
-struct manifest {
-  MDB_env *env;
-  MDB_dbi files;
-  MDB_dbi delivered;
-  MDB_dbi meta;
-  size_t map_size;
-  char *state_dir;
-  char *db_path;
-  char *marker_path;
-  char agent_id[2 * AGENT_ID_BYTES + 1];
-};
-
-/* A step that runs inside a write transaction and returns an LMDB code. */
-typedef int (*write_step_fn)(struct manifest *manifest, MDB_txn *txn,
-                             const void *ctx);
+static const char rebuild_advice[] = MANIFEST_REBUILD_ADVICE;
 
 /* ---- Messages ---- */
 
@@ -97,8 +70,9 @@ static const char *advice_for(int rc)
   }
 }
 
-/* Record an LMDB failure as AG_ESTATE. The format describes the action
- * that failed, such as "open manifest '/x/manifest.mdb'". */
+/* Record an LMDB failure as AG_ESTATE, or as AG_ESTATELOST when the code
+ * means that the file is damaged. The format describes the action that
+ * failed, such as "open manifest '/x/manifest.mdb'". */
 static enum ag_code fail_mdb(struct ag_error *err, int rc, const char *format,
                              ...) __attribute__((format(printf, 3, 4)));
 
@@ -111,8 +85,16 @@ static enum ag_code fail_mdb(struct ag_error *err, int rc, const char *format,
   va_start(args, format);
   vsnprintf(action, sizeof(action), format, args);
   va_end(args);
-  return ag_error_set(err, AG_ESTATE, "failed to %s: %s. %s", action,
-                      mdb_strerror(rc), advice_for(rc));
+  bool damaged =
+      rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID;
+  return ag_error_set(err, damaged ? AG_ESTATELOST : AG_ESTATE,
+                      "failed to %s: %s. %s", action, mdb_strerror(rc),
+                      advice_for(rc));
+}
+
+enum ag_code manifest_fail_mdb(struct ag_error *err, int rc, const char *action)
+{
+  return fail_mdb(err, rc, "%s", action);
 }
 
 /* Record AG_ESTATELOST: the marker shows earlier runs, but the manifest
@@ -319,26 +301,69 @@ static enum ag_code create_marker(struct manifest *manifest,
   return AG_OK;
 }
 
-/* Fail with AG_ESTATELOST when the manifest file is missing or empty.
- * LMDB would silently create a fresh environment in both cases.
+/* Fail with AG_ESTATELOST when the marker exists but the manifest file is
+ * missing or empty. LMDB would silently create a fresh environment in
+ * both cases. Without the marker (only for a read-only open), a missing or
+ * empty file gives AG_ESTATE.
  * NOTE: stat() is POSIX. The Windows port needs its own check. */
 static enum ag_code check_manifest_file(const struct manifest *manifest,
-                                        struct ag_error *err)
+                                        bool has_marker, struct ag_error *err)
 {
   struct stat info;
 
   if (stat(manifest->db_path, &info) != 0) {
     int saved_errno = errno;
 
-    if (saved_errno == ENOENT)
+    if (saved_errno == ENOENT && has_marker)
       return fail_lost(manifest, "is missing", err);
+    if (saved_errno == ENOENT)
+      return ag_error_set(err, AG_ESTATE,
+                          "manifest '%s' does not exist, because the agent "
+                          "has not run with this state folder yet",
+                          manifest->db_path);
     return ag_error_set(err, AG_ESTATE, "failed to check manifest '%s': %s. %s",
                         manifest->db_path, strerror(saved_errno),
                         advice_for(saved_errno));
   }
-  if (info.st_size == 0)
+  if (info.st_size == 0 && has_marker)
     return fail_lost(manifest, "is empty", err);
+  if (info.st_size == 0)
+    return ag_error_set(err, AG_ESTATE, "manifest '%s' is empty. %s",
+                        manifest->db_path, rebuild_advice);
   return AG_OK;
+}
+
+/* Fail with AG_ESTATELOST when the file ends before the last page that its
+ * newest meta page uses, as a copy that was cut short does. Reading such a
+ * page through the map would end the process with SIGBUS. LMDB writes the
+ * data pages before the meta page that refers to them, so an intact file
+ * is never shorter, not even during another process's commit.
+ * NOTE: stat() is POSIX. The Windows port needs its own check. */
+static enum ag_code check_not_truncated(const struct manifest *manifest,
+                                        struct ag_error *err)
+{
+  MDB_envinfo env_info;
+  MDB_stat env_stat;
+  struct stat file_info;
+
+  int rc = mdb_env_info(manifest->env, &env_info);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_env_stat(manifest->env, &env_stat);
+  if (rc != MDB_SUCCESS)
+    return fail_mdb(err, rc, "read the size of manifest '%s'",
+                    manifest->db_path);
+  if (stat(manifest->db_path, &file_info) != 0)
+    return ag_error_set(err, AG_ESTATE, "failed to check manifest '%s': %s. %s",
+                        manifest->db_path, strerror(errno), advice_for(errno));
+
+  uint64_t needed = ((uint64_t)env_info.me_last_pgno + 1) * env_stat.ms_psize;
+  if ((uint64_t)file_info.st_size >= needed)
+    return AG_OK;
+  return ag_error_set(err, AG_ESTATELOST,
+                      "manifest '%s' is truncated: it has %lld bytes, but "
+                      "its pages reach byte %llu. %s",
+                      manifest->db_path, (long long)file_info.st_size,
+                      (unsigned long long)needed, rebuild_advice);
 }
 
 /* ---- Environment, tables and map growth ---- */
@@ -414,6 +439,14 @@ static int run_write(struct manifest *manifest, write_step_fn step,
   }
 }
 
+int manifest_write(struct manifest *manifest, write_step_fn step,
+                   const void *ctx)
+{
+  if (manifest->read_only)
+    return EACCES;
+  return run_write(manifest, step, ctx);
+}
+
 /* Create the LMDB environment and open manifest.mdb. Invalid files mean a
  * lost manifest when the marker exists. */
 static enum ag_code open_env(struct manifest *manifest, bool has_marker,
@@ -427,11 +460,15 @@ static enum ag_code open_env(struct manifest *manifest, bool has_marker,
     return fail_mdb(err, rc, "set up LMDB for manifest '%s'",
                     manifest->db_path);
 
-  rc = mdb_env_open(manifest->env, manifest->db_path, MDB_NOSUBDIR, 0600);
+  unsigned int flags = MDB_NOSUBDIR | (manifest->read_only ? MDB_RDONLY : 0);
+  rc = mdb_env_open(manifest->env, manifest->db_path, flags, 0600);
   if ((rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH) && has_marker)
     return fail_lost(manifest, "is not a valid LMDB file", err);
   if (rc != MDB_SUCCESS)
     return fail_mdb(err, rc, "open manifest '%s'", manifest->db_path);
+  enum ag_code code = check_not_truncated(manifest, err);
+  if (code != AG_OK)
+    return code;
 
   /* A file that grew in an earlier run keeps its larger map size. */
   update_map_size(manifest);
@@ -452,81 +489,24 @@ static enum ag_code open_env(struct manifest *manifest, bool has_marker,
   return AG_OK;
 }
 
-#define META_SCHEMA_KEY "schema_version"
-#define META_CREATED_KEY "created_at"
-
-/* Return whether value is the decimal text of SCHEMA_VERSION. */
-static bool is_current_schema(const MDB_val *value)
-{
-  char expected[16];
-  int len = snprintf(expected, sizeof(expected), "%d", SCHEMA_VERSION);
-
-  return value->mv_size == (size_t)len &&
-         memcmp(value->mv_data, expected, (size_t)len) == 0;
-}
-
-/* Store schema_version and created_at in a new manifest. */
-static int write_meta(struct manifest *manifest, MDB_txn *txn)
-{
-  char version[16];
-  char created[32];
-
-  snprintf(version, sizeof(version), "%d", SCHEMA_VERSION);
-  snprintf(created, sizeof(created), "%" PRId64, (int64_t)time(NULL));
-
-  MDB_val version_key = {sizeof(META_SCHEMA_KEY) - 1, META_SCHEMA_KEY};
-  MDB_val version_value = {strlen(version), version};
-  MDB_val created_key = {sizeof(META_CREATED_KEY) - 1, META_CREATED_KEY};
-  MDB_val created_value = {strlen(created), created};
-
-  int rc = mdb_put(txn, manifest->meta, &version_key, &version_value, 0);
-  if (rc == MDB_SUCCESS)
-    rc = mdb_put(txn, manifest->meta, &created_key, &created_value, 0);
-  return rc;
-}
-
-/* Check the schema version in "meta", or write it into a new manifest. */
-static enum ag_code check_schema(struct manifest *manifest, MDB_txn *txn,
-                                 bool has_marker, struct ag_error *err)
-{
-  MDB_val key = {sizeof(META_SCHEMA_KEY) - 1, META_SCHEMA_KEY};
-  MDB_val value;
-  char shown[32];
-
-  int rc = mdb_get(txn, manifest->meta, &key, &value);
-  if (rc == MDB_NOTFOUND && has_marker)
-    return fail_lost(manifest, "has no schema version", err);
-  if (rc == MDB_NOTFOUND)
-    rc = write_meta(manifest, txn);
-  else if (rc == MDB_SUCCESS && !is_current_schema(&value))
-    return ag_error_set(
-        err, AG_ESTATE,
-        "manifest '%s' has schema version '%s', but this "
-        "agent reads only version %d. Run the agent release "
-        "that wrote it.",
-        manifest->db_path,
-        log_escape(shown, sizeof(shown), value.mv_data, value.mv_size),
-        SCHEMA_VERSION);
-  if (rc != MDB_SUCCESS)
-    return fail_mdb(err, rc, "set up the schema version of manifest '%s'",
-                    manifest->db_path);
-  return AG_OK;
-}
-
 /* Open the three tables. Without a marker, missing tables and metadata
- * are created. With one, they must exist, or the manifest counts as lost. */
+ * are created, unless the manifest is opened read-only. With a marker,
+ * they must exist, or the manifest counts as lost. */
 static enum ag_code open_tables(struct manifest *manifest, bool has_marker,
                                 struct ag_error *err)
 {
   static const char *const names[] = {"files", "delivered", "meta"};
   MDB_dbi *handles[] = {&manifest->files, &manifest->delivered,
                         &manifest->meta};
-  unsigned int flags = has_marker ? 0 : MDB_CREATE;
+  bool create = !has_marker && !manifest->read_only;
+  unsigned int flags = create ? MDB_CREATE : 0;
   enum ag_code code = AG_OK;
   MDB_txn *txn = NULL;
   char problem[64];
 
-  int rc = begin_txn(manifest, 0, &txn);
+  /* Handles opened in a read-only transaction stay valid after it commits
+   * (but not after an abort). */
+  int rc = begin_txn(manifest, manifest->read_only ? MDB_RDONLY : 0, &txn);
   if (rc != MDB_SUCCESS)
     return fail_mdb(err, rc, "open manifest '%s'", manifest->db_path);
 
@@ -544,7 +524,7 @@ static enum ag_code open_tables(struct manifest *manifest, bool has_marker,
     goto done;
   }
 
-  code = check_schema(manifest, txn, has_marker, err);
+  code = manifest_schema_read(manifest, txn, has_marker, create, err);
   if (code != AG_OK)
     goto done;
 
@@ -558,364 +538,6 @@ done:
   if (txn != NULL)
     mdb_txn_abort(txn);
   return code;
-}
-
-/* ---- Record format ----
- *
- * A record is a compact JSON object: {"v":1,"state":"delivered","size":...,
- * "mtime":...,"sha256":"...","format":"xml","output":"...",
- * "archive_path":"...","reason":"...","first_seen":...,"updated":...,
- * "attempts":...,"hook_done":true,"hook_attempts":...,"hook_retry_at":...,
- * "hook_error":"..."}. NULL strings and an empty sha256 or format are left
- * out, and so are the hook fields while they are false or 0, so a record
- * without a hook is stored as before the hook existed. An output,
- * archive_path, reason or hook_error that is not valid UTF-8 (a remote
- * path in a legacy encoding) is stored as base64 under its name plus
- * "_b64", because JSON strings must be UTF-8. Readers ignore keys that
- * they do not know.
- * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
- * reads a record whose hook is pending and archives the file without
- * running the hook. */
-
-/* Room for the description of a problem in a stored record. */
-#define PROBLEM_MAX 256
-
-static bool set_field(json_t *object, const char *name, json_t *value)
-{
-  return json_object_set_new(object, name, value) == 0;
-}
-
-/* Store text under name, or under name + "_b64" when it is not UTF-8.
- * NULL text is left out. */
-static bool set_text_field(json_t *object, const char *name, const char *text)
-{
-  char b64_name[32];
-
-  if (text == NULL)
-    return true;
-  if (utf8_valid(text, strlen(text), NULL))
-    return set_field(object, name, json_string(text));
-
-  char *encoded = names_base64(text, strlen(text));
-  if (encoded == NULL)
-    return false;
-  snprintf(b64_name, sizeof(b64_name), "%s_b64", name);
-  bool ok = set_field(object, b64_name, json_string(encoded));
-  free(encoded);
-  return ok;
-}
-
-/* Return the JSON text of record (malloc'd), or NULL when out of memory. */
-static char *encode_record(const struct manifest_record *record)
-{
-  json_t *object = json_object();
-  char *text = NULL;
-  bool ok = object != NULL;
-
-  ok = ok && set_field(object, "v", json_integer(RECORD_VERSION));
-  ok = ok && set_field(object, "state",
-                       json_string(manifest_state_name(record->state)));
-  ok = ok && set_field(object, "size", json_integer((json_int_t)record->size));
-  ok = ok && set_field(object, "mtime", json_integer(record->mtime));
-  if (record->sha256[0] != '\0')
-    ok = ok && set_field(object, "sha256", json_string(record->sha256));
-  if (record->format[0] != '\0')
-    ok = ok && set_field(object, "format", json_string(record->format));
-  ok = ok && set_text_field(object, "output", record->output);
-  ok = ok && set_text_field(object, "archive_path", record->archive_path);
-  ok = ok && set_text_field(object, "reason", record->reason);
-  ok = ok && set_field(object, "first_seen", json_integer(record->first_seen));
-  ok = ok && set_field(object, "updated", json_integer(record->updated));
-  ok = ok && set_field(object, "attempts", json_integer(record->attempts));
-  if (record->hook_done)
-    ok = ok && set_field(object, "hook_done", json_true());
-  if (record->hook_attempts > 0)
-    ok = ok && set_field(object, "hook_attempts",
-                         json_integer(record->hook_attempts));
-  if (record->hook_retry_at != 0)
-    ok = ok && set_field(object, "hook_retry_at",
-                         json_integer(record->hook_retry_at));
-  ok = ok && set_text_field(object, "hook_error", record->hook_error);
-
-  if (ok)
-    text = json_dumps(object, JSON_COMPACT);
-  json_decref(object);
-  return text;
-}
-
-static bool is_sha256_hex(const char *text)
-{
-  for (size_t i = 0; i < 64; i++) {
-    if (strchr("0123456789abcdef", text[i]) == NULL || text[i] == '\0')
-      return false;
-  }
-  return text[64] == '\0';
-}
-
-/* Reject a record that the format cannot store or that would corrupt the
- * delivered table. */
-static enum ag_code check_record(const struct manifest_record *record,
-                                 const char *key_text, struct ag_error *err)
-{
-  const char *problem = NULL;
-
-  if (record->state < MANIFEST_SEEN || record->state > MANIFEST_FAILED)
-    problem = "its state is unknown";
-  else if (record->sha256[0] != '\0' && !is_sha256_hex(record->sha256))
-    problem = "its sha256 is not 64 lowercase hex digits";
-  else if (memchr(record->format, '\0', sizeof(record->format)) == NULL)
-    problem = "its format is not a terminated string";
-  else if (!utf8_valid(record->format, strlen(record->format), NULL))
-    problem = "its format is not UTF-8";
-  else if (record->size > (uint64_t)INT64_MAX)
-    problem = "its size is above 2^63 - 1";
-  if (problem == NULL)
-    return AG_OK;
-  return ag_error_set(err, AG_ESTATE,
-                      "failed to store the manifest record for '%s' because "
-                      "%s. This is a bug in the agent.",
-                      key_text, problem);
-}
-
-/* Read an integer field into *out, where a missing field reads as 0.
- * Returns false and describes the problem when the value is not an integer
- * from min to max. */
-static bool read_integer(json_t *object, const char *name, int64_t min,
-                         int64_t max, int64_t *out, char *problem)
-{
-  json_t *value = json_object_get(object, name);
-
-  *out = 0;
-  if (value == NULL)
-    return true;
-  if (!json_is_integer(value) || json_integer_value(value) < min ||
-      json_integer_value(value) > max) {
-    snprintf(problem, PROBLEM_MAX,
-             "field '%s' is not an integer from "
-             "%" PRId64 " to %" PRId64,
-             name, min, max);
-    return false;
-  }
-  *out = json_integer_value(value);
-  return true;
-}
-
-/* Read a boolean field into *out, where a missing field reads as false. */
-static bool read_boolean(json_t *object, const char *name, bool *out,
-                         char *problem)
-{
-  json_t *value = json_object_get(object, name);
-
-  *out = false;
-  if (value == NULL)
-    return true;
-  if (!json_is_boolean(value)) {
-    snprintf(problem, PROBLEM_MAX, "field '%s' is not true or false", name);
-    return false;
-  }
-  *out = json_is_true(value);
-  return true;
-}
-
-/* Copy a string field of fewer than out_size bytes into out, where a
- * missing field reads as "". */
-static bool read_short_text(json_t *object, const char *name, char *out,
-                            size_t out_size, char *problem)
-{
-  json_t *value = json_object_get(object, name);
-
-  out[0] = '\0';
-  if (value == NULL)
-    return true;
-  if (!json_is_string(value) || json_string_length(value) >= out_size) {
-    snprintf(problem, PROBLEM_MAX,
-             "field '%s' is not a string shorter than %zu bytes", name,
-             out_size);
-    return false;
-  }
-  memcpy(out, json_string_value(value), json_string_length(value) + 1);
-  return true;
-}
-
-/* Decode base64 text into a malloc'd C string. Returns AG_ESTATE when the
- * text is not base64 of a string without NUL bytes. */
-static enum ag_code decode_base64_text(const char *text, size_t len, char **out)
-{
-  size_t padding = 0;
-
-  if (len % 4 != 0 || len > INT_MAX)
-    return AG_ESTATE;
-  unsigned char *bytes = malloc(len / 4 * 3 + 1);
-  if (bytes == NULL)
-    return AG_ENOMEM;
-
-  /* EVP_DecodeBlock counts the padding as zero bytes. */
-  int decoded = EVP_DecodeBlock(bytes, (const unsigned char *)text, (int)len);
-  while (padding < len && padding < 2 && text[len - 1 - padding] == '=')
-    padding++;
-  if (decoded < 0 || (size_t)decoded < padding ||
-      memchr(bytes, '\0', (size_t)decoded - padding) != NULL) {
-    free(bytes);
-    return AG_ESTATE;
-  }
-  bytes[(size_t)decoded - padding] = '\0';
-  *out = (char *)bytes;
-  return AG_OK;
-}
-
-/* Read a text field stored under name or name + "_b64" into a malloc'd
- * string, where a missing field reads as NULL. Returns AG_ESTATE with
- * problem set, or AG_ENOMEM. */
-static enum ag_code read_text(json_t *object, const char *name, char **out,
-                              char *problem)
-{
-  char b64_name[32];
-  json_t *value = json_object_get(object, name);
-  bool is_b64 = value == NULL;
-  enum ag_code code;
-
-  *out = NULL;
-  snprintf(b64_name, sizeof(b64_name), "%s_b64", name);
-  if (is_b64)
-    value = json_object_get(object, b64_name);
-  if (value == NULL)
-    return AG_OK;
-  if (!json_is_string(value)) {
-    snprintf(problem, PROBLEM_MAX, "field '%s' is not a string",
-             is_b64 ? b64_name : name);
-    return AG_ESTATE;
-  }
-
-  if (is_b64) {
-    code = decode_base64_text(json_string_value(value),
-                              json_string_length(value), out);
-  } else {
-    size_t len = json_string_length(value);
-
-    *out = malloc(len + 1);
-    code = *out != NULL ? AG_OK : AG_ENOMEM;
-    if (*out != NULL)
-      memcpy(*out, json_string_value(value), len + 1);
-  }
-  if (code == AG_ESTATE)
-    snprintf(problem, PROBLEM_MAX, "field '%s' is not valid base64 text",
-             b64_name);
-  return code;
-}
-
-/* Read "v" and "state", which every record must have. */
-static bool read_version_and_state(json_t *object,
-                                   struct manifest_record *record,
-                                   char *problem)
-{
-  json_t *version = json_object_get(object, "v");
-  const char *state = json_string_value(json_object_get(object, "state"));
-
-  if (!json_is_integer(version) || json_integer_value(version) < 1) {
-    snprintf(problem, PROBLEM_MAX, "it has no valid format version 'v'");
-    return false;
-  }
-  if (json_integer_value(version) > RECORD_VERSION) {
-    snprintf(problem, PROBLEM_MAX,
-             "its format version %" JSON_INTEGER_FORMAT
-             " is newer than this agent reads (%d)",
-             json_integer_value(version), RECORD_VERSION);
-    return false;
-  }
-
-  for (int i = MANIFEST_SEEN; state != NULL && i <= MANIFEST_FAILED; i++) {
-    if (strcmp(state, manifest_state_name((enum manifest_state)i)) == 0) {
-      record->state = (enum manifest_state)i;
-      return true;
-    }
-  }
-  snprintf(problem, PROBLEM_MAX, "it has no known state");
-  return false;
-}
-
-/* Fill record from a JSON object. Returns AG_ESTATE with problem set, or
- * AG_ENOMEM. */
-static enum ag_code read_fields(json_t *object, struct manifest_record *record,
-                                char *problem)
-{
-  int64_t size = 0;
-  int64_t attempts = 0;
-  int64_t hook_attempts = 0;
-
-  if (!read_version_and_state(object, record, problem) ||
-      !read_integer(object, "size", 0, INT64_MAX, &size, problem) ||
-      !read_integer(object, "mtime", INT64_MIN, INT64_MAX, &record->mtime,
-                    problem) ||
-      !read_integer(object, "first_seen", INT64_MIN, INT64_MAX,
-                    &record->first_seen, problem) ||
-      !read_integer(object, "updated", INT64_MIN, INT64_MAX, &record->updated,
-                    problem) ||
-      !read_integer(object, "attempts", 0, UINT32_MAX, &attempts, problem) ||
-      !read_short_text(object, "sha256", record->sha256, sizeof(record->sha256),
-                       problem) ||
-      !read_short_text(object, "format", record->format, sizeof(record->format),
-                       problem) ||
-      !read_boolean(object, "hook_done", &record->hook_done, problem) ||
-      !read_integer(object, "hook_attempts", 0, UINT32_MAX, &hook_attempts,
-                    problem) ||
-      !read_integer(object, "hook_retry_at", INT64_MIN, INT64_MAX,
-                    &record->hook_retry_at, problem))
-    return AG_ESTATE;
-  record->size = (uint64_t)size;
-  record->attempts = (uint32_t)attempts;
-  record->hook_attempts = (uint32_t)hook_attempts;
-
-  if (record->sha256[0] != '\0' && !is_sha256_hex(record->sha256)) {
-    snprintf(problem, PROBLEM_MAX,
-             "field 'sha256' is not 64 lowercase hex digits");
-    return AG_ESTATE;
-  }
-
-  enum ag_code code = read_text(object, "output", &record->output, problem);
-  if (code == AG_OK)
-    code = read_text(object, "archive_path", &record->archive_path, problem);
-  if (code == AG_OK)
-    code = read_text(object, "reason", &record->reason, problem);
-  if (code == AG_OK)
-    code = read_text(object, "hook_error", &record->hook_error, problem);
-  return code;
-}
-
-/* Decode the stored value of key into record. On failure the record is
- * left cleared and err names the key. */
-static enum ag_code decode_record(const struct manifest *manifest,
-                                  const MDB_val *key, const MDB_val *value,
-                                  struct manifest_record *record,
-                                  struct ag_error *err)
-{
-  char problem[PROBLEM_MAX] = "";
-  char key_text[KEY_TEXT_MAX];
-  json_error_t json_error;
-  enum ag_code code = AG_ESTATE;
-
-  memset(record, 0, sizeof(*record));
-  json_t *object = json_loadb(value->mv_data, value->mv_size, 0, &json_error);
-  if (object == NULL)
-    snprintf(problem, sizeof(problem), "it is not JSON (%s)", json_error.text);
-  else if (!json_is_object(object))
-    snprintf(problem, sizeof(problem), "it is not a JSON object");
-  else
-    code = read_fields(object, record, problem);
-  json_decref(object);
-  if (code == AG_OK)
-    return AG_OK;
-
-  manifest_record_clear(record);
-  log_escape(key_text, sizeof(key_text), key->mv_data, key->mv_size);
-  if (code == AG_ENOMEM)
-    return ag_error_set(err, AG_ENOMEM,
-                        "out of memory while reading the manifest record "
-                        "for '%s'",
-                        key_text);
-  return ag_error_set(err, AG_ESTATE,
-                      "manifest '%s' has an invalid record for '%s' because "
-                      "%s. %s",
-                      manifest->db_path, key_text, problem, rebuild_advice);
 }
 
 /* ---- Public functions ---- */
@@ -944,8 +566,10 @@ static enum ag_code check_key(const struct manifest *manifest, const void *key,
                       key_text, key_len, max);
 }
 
-enum ag_code manifest_open(const char *state_dir, struct manifest **out,
-                           struct ag_error *err)
+/* Open the manifest in state_dir for manifest_open(), or, with read_only,
+ * for manifest_open_read_only(). */
+static enum ag_code open_manifest(const char *state_dir, bool read_only,
+                                  struct manifest **out, struct ag_error *err)
 {
   struct manifest *manifest = calloc(1, sizeof(*manifest));
   bool has_marker = false;
@@ -954,6 +578,7 @@ enum ag_code manifest_open(const char *state_dir, struct manifest **out,
   *out = NULL;
   if (manifest == NULL)
     return fail_nomem(err, "opening the manifest");
+  manifest->read_only = read_only;
   manifest->state_dir = copy_string(state_dir);
   manifest->db_path = join_path(state_dir, MANIFEST_FILE);
   manifest->marker_path = join_path(state_dir, MARKER_FILE);
@@ -964,18 +589,20 @@ enum ag_code manifest_open(const char *state_dir, struct manifest **out,
   }
 
   code = read_marker(manifest, &has_marker, err);
-  if (code == AG_OK && has_marker)
-    code = check_manifest_file(manifest, err);
+  if (code == AG_OK && (has_marker || read_only))
+    code = check_manifest_file(manifest, has_marker, err);
   if (code == AG_OK)
     code = open_env(manifest, has_marker, err);
   if (code == AG_OK)
     code = open_tables(manifest, has_marker, err);
+  if (code == AG_OK && !read_only)
+    code = manifest_schema_migrate(manifest, err);
   if (code != AG_OK)
     goto fail;
 
   /* The marker comes after the manifest's first commit, so a crash in
    * between leaves a manifest without a marker, which is safe. */
-  if (!has_marker) {
+  if (!has_marker && !read_only) {
     code = create_marker(manifest, err);
     if (code != AG_OK)
       goto fail;
@@ -988,6 +615,19 @@ enum ag_code manifest_open(const char *state_dir, struct manifest **out,
 fail:
   manifest_close(manifest);
   return code;
+}
+
+enum ag_code manifest_open(const char *state_dir, struct manifest **out,
+                           struct ag_error *err)
+{
+  return open_manifest(state_dir, false, out, err);
+}
+
+enum ag_code manifest_open_read_only(const char *state_dir,
+                                     struct manifest **out,
+                                     struct ag_error *err)
+{
+  return open_manifest(state_dir, true, out, err);
 }
 
 void manifest_close(struct manifest *manifest)
@@ -1020,7 +660,7 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
   if (rc == MDB_SUCCESS)
     rc = mdb_get(txn, manifest->files, &lookup, &value);
   if (rc == MDB_SUCCESS) {
-    code = decode_record(manifest, &lookup, &value, record, err);
+    code = manifest_record_decode(manifest, &lookup, &value, record, err);
     *found = code == AG_OK;
   } else if (rc != MDB_NOTFOUND) {
     log_escape(key_text, sizeof(key_text), key, key_len);
@@ -1036,7 +676,8 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
 struct put_request {
   MDB_val key;
   MDB_val value;
-  MDB_val version; /* mv_data is NULL unless the delivered table changes */
+  MDB_val version;      /* mv_data is NULL unless the delivered table changes */
+  MDB_val delivered_at; /* the version's value: its delivery time */
 };
 
 /* Store in out the delivered table's key for a version: the SHA-256 of the
@@ -1061,33 +702,36 @@ static int put_step(struct manifest *manifest, MDB_txn *txn, const void *ctx)
   MDB_val key = request->key;
   MDB_val value = request->value;
   MDB_val version = request->version;
+  MDB_val delivered_at = request->delivered_at;
 
   int rc = mdb_put(txn, manifest->files, &key, &value, 0);
   if (rc != MDB_SUCCESS || version.mv_data == NULL)
     return rc;
-  return mdb_put(txn, manifest->delivered, &version, &key, 0);
+  return mdb_put(txn, manifest->delivered, &version, &delivered_at, 0);
 }
 
 enum ag_code manifest_put(struct manifest *manifest, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           struct ag_error *err)
 {
-  struct put_request request = {{key_len, (void *)key}, {0, NULL}, {0, NULL}};
+  struct put_request request = {
+      {key_len, (void *)key}, {0, NULL}, {0, NULL}, {0, NULL}};
   char key_text[KEY_TEXT_MAX];
 
   log_escape(key_text, sizeof(key_text), key, key_len);
   enum ag_code code = check_key(manifest, key, key_len, err);
   if (code == AG_OK)
-    code = check_record(record, key_text, err);
+    code = manifest_record_check(record, key_text, err);
   if (code != AG_OK)
     return code;
 
-  char *text = encode_record(record);
+  char *text = manifest_record_encode(record);
   if (text == NULL)
     return fail_nomem(err, "encoding a manifest record");
   request.value.mv_size = strlen(text);
   request.value.mv_data = text;
   unsigned char version[32];
+  unsigned char delivered_at[MANIFEST_DELIVERED_VALUE_SIZE];
   if (record->state == MANIFEST_DELIVERED && record->sha256[0] != '\0') {
     if (version_key(record->sha256, key, key_len, version) != 0) {
       free(text);
@@ -1095,6 +739,10 @@ enum ag_code manifest_put(struct manifest *manifest, const void *key,
     }
     request.version.mv_size = sizeof(version);
     request.version.mv_data = version;
+    manifest_encode_time(
+        record->updated > 0 ? record->updated : plat_wall_time(), delivered_at);
+    request.delivered_at.mv_size = sizeof(delivered_at);
+    request.delivered_at.mv_data = delivered_at;
   }
 
   int rc = run_write(manifest, put_step, &request);
@@ -1117,7 +765,7 @@ enum ag_code manifest_was_delivered(struct manifest *manifest,
   char shown[80];
 
   *found = false;
-  if (strnlen(sha256, 65) != 64 || !is_sha256_hex(sha256))
+  if (strnlen(sha256, 65) != 64 || !manifest_is_sha256_hex(sha256))
     return ag_error_set(
         err, AG_ESTATE,
         "invalid SHA-256 '%s' in a delivered-version lookup: "
@@ -1159,7 +807,7 @@ enum ag_code manifest_foreach(struct manifest *manifest, manifest_each_fn fn,
     rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
 
   while (rc == MDB_SUCCESS) {
-    code = decode_record(manifest, &key, &value, &record, err);
+    code = manifest_record_decode(manifest, &key, &value, &record, err);
     if (code != AG_OK)
       goto done;
     code = fn(ctx, key.mv_data, key.mv_size, &record);
@@ -1186,6 +834,7 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->archive_path);
   free(record->reason);
   free(record->hook_error);
+  free(record->archive_error);
   memset(record, 0, sizeof(*record));
 }
 

@@ -328,7 +328,8 @@ static enum ag_code check_unlocked(const struct config *config,
   struct manifest *manifest = NULL;
   struct manifest_record record = {0};
   char shown[SHOWN_NAME_SIZE];
-  enum ag_code code = manifest_open(config->state_dir, &manifest, err);
+  enum ag_code code =
+      manifest_open_read_only(config->state_dir, &manifest, err);
 
   log_escape(shown, sizeof(shown), key, key_len);
   if (code == AG_OK)

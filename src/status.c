@@ -18,8 +18,8 @@
 /* Maximum failures in the text form. The JSON form lists all of them. */
 #define STATUS_FAILURES_SHOWN 10
 
-/* One failed file, or one delivered file that waits for its hook, with
- * its texts escaped for the terminal and JSON. */
+/* One failed file, or one delivered file that waits for its hook or whose
+ * remote step failed, with its texts escaped for the terminal and JSON. */
 struct failure {
   char *name;       /* path below the inbox, as retry and forget take it */
   char *reason;     /* why it failed; for a hook, why its last run failed */
@@ -40,6 +40,9 @@ struct status_report {
   struct failure *hooks; /* delivered files whose hook is pending */
   size_t hook_count;
   size_t hook_capacity;
+  struct failure *moves; /* delivered files whose remote step failed */
+  size_t move_count;
+  size_t move_capacity;
   int64_t last_success;
   int64_t backlog;
 };
@@ -75,6 +78,7 @@ static void free_report(struct status_report *report)
 {
   free_items(report->failures, report->failure_count);
   free_items(report->hooks, report->hook_count);
+  free_items(report->moves, report->move_count);
 }
 
 /* Return a new, zeroed item at the end of items, or NULL when out of
@@ -116,8 +120,28 @@ static enum ag_code collect_hook(struct status_report *report, const void *key,
   return AG_OK;
 }
 
-/* Count every record by state and keep each failed one and each one that
- * waits for its hook. */
+/* Keep a delivered record whose remote step (move or delete) failed. */
+static enum ag_code collect_move(struct status_report *report, const void *key,
+                                 size_t key_len,
+                                 const struct manifest_record *record)
+{
+  struct failure *item =
+      add_item(&report->moves, &report->move_count, &report->move_capacity);
+
+  if (item == NULL)
+    return AG_ENOMEM;
+  item->name = escape_copy(key, key_len);
+  item->reason = escape_text(record->archive_error);
+  item->when = record->updated;
+  item->attempts = record->archive_attempts;
+  if (item->name == NULL ||
+      (record->archive_error != NULL && item->reason == NULL))
+    return AG_ENOMEM;
+  return AG_OK;
+}
+
+/* Count every record by state and keep each failed one, each one that
+ * waits for its hook and each one whose remote step failed. */
 static enum ag_code collect_record(void *ctx, const void *key, size_t key_len,
                                    const struct manifest_record *record)
 {
@@ -126,6 +150,8 @@ static enum ag_code collect_record(void *ctx, const void *key, size_t key_len,
   report->counts[record->state]++;
   if (hook_is_pending(report->config, record))
     return collect_hook(report, key, key_len, record);
+  if (record->state == MANIFEST_DELIVERED && record->archive_attempts > 0)
+    return collect_move(report, key, key_len, record);
   if (record->state != MANIFEST_FAILED)
     return AG_OK;
 
@@ -213,6 +239,31 @@ static void print_last_success(FILE *out, const struct status_report *report)
             (long long)report->backlog);
 }
 
+/* Print the delivered files whose remote step failed, by name. */
+static void print_moves(FILE *out, const struct status_report *report)
+{
+  size_t printed = report->move_count < STATUS_FAILURES_SHOWN
+                       ? report->move_count
+                       : STATUS_FAILURES_SHOWN;
+
+  if (printed == 0)
+    return;
+  fprintf(out,
+          "the remote step failed for %zu of them, and each pass tries it "
+          "again:\n",
+          report->move_count);
+  for (size_t i = 0; i < printed; i++) {
+    const struct failure *item = &report->moves[i];
+
+    fprintf(out, "  %s: %u failed attempts, the last: %s\n", item->name,
+            item->attempts,
+            item->reason != NULL ? item->reason : "no reason recorded");
+  }
+  if (report->move_count > printed)
+    fprintf(out, "  and %zu more; status --json lists all\n",
+            report->move_count - printed);
+}
+
 /* Print the delivered files that wait for their hook, by name. */
 static void print_hooks(FILE *out, const struct status_report *report)
 {
@@ -262,6 +313,7 @@ static void print_text(FILE *out, const char *path,
   if (report->counts[MANIFEST_DELIVERED] > 0)
     fprintf(out, "%zu delivered files wait for their remote move\n",
             report->counts[MANIFEST_DELIVERED]);
+  print_moves(out, report);
   print_hooks(out, report);
   if (printed == 0)
     return;
@@ -349,6 +401,25 @@ static json_t *hooks_value(const struct status_report *report)
   return list;
 }
 
+static json_t *moves_value(const struct status_report *report)
+{
+  json_t *list = json_array();
+
+  for (size_t i = 0; list != NULL && i < report->move_count; i++) {
+    const struct failure *item = &report->moves[i];
+    json_t *entry =
+        json_pack("{s:s, s:I, s:o, s:o}", "name", item->name, "attempts",
+                  (json_int_t)item->attempts, "last_attempt",
+                  time_value(item->when), "error", text_value(item->reason));
+
+    if (json_array_append_new(list, entry) != 0) {
+      json_decref(list);
+      return NULL;
+    }
+  }
+  return list;
+}
+
 static json_t *records_value(const struct status_report *report)
 {
   json_t *records = json_object();
@@ -373,13 +444,14 @@ static enum ag_code print_json(FILE *out, const char *path,
                                struct ag_error *err)
 {
   json_t *root = json_pack(
-      "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "manifest",
+      "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "manifest",
       text_value(path), "agent_id", text_value(agent_id), "records",
       records_value(report), "last_success", time_value(report->last_success),
       "last_success_unix", number_value(report->last_success), "backlog",
       number_value(report->backlog), "pending_archive",
-      (json_int_t)report->counts[MANIFEST_DELIVERED], "pending_hooks",
-      hooks_value(report), "failures", failures_value(report));
+      (json_int_t)report->counts[MANIFEST_DELIVERED], "archive_failures",
+      moves_value(report), "pending_hooks", hooks_value(report), "failures",
+      failures_value(report));
 
   if (root == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
@@ -426,10 +498,10 @@ enum ag_code agent_status(const struct config *config,
   snprintf(path, dir_len + sizeof("/manifest.mdb"), "%s/manifest.mdb",
            config->state_dir);
 
-  /* Opening the manifest would create it as the user who runs status,
-   * which could lock the service's user out. So with neither the manifest
-   * nor the marker, a first run is reported without opening it. A marker
-   * alone is a lost manifest, which manifest_open() reports. */
+  /* With neither the manifest nor the marker, a first run is reported
+   * without opening the manifest, which a read-only open cannot create. A
+   * marker alone is a lost manifest, which manifest_open_read_only()
+   * reports. */
   bool never_ran = plat_exists(path) != 1 && !has_marker(config->state_dir);
   if (never_ran && format == AGENT_STATUS_TEXT) {
     fprintf(out, "no manifest in %s yet: the agent has not run\n",
@@ -437,7 +509,7 @@ enum ag_code agent_status(const struct config *config,
     goto out;
   }
   if (!never_ran) {
-    code = manifest_open(config->state_dir, &manifest, err);
+    code = manifest_open_read_only(config->state_dir, &manifest, err);
     if (code == AG_OK)
       code = read_report(manifest, &report, err);
   }
@@ -446,7 +518,9 @@ enum ag_code agent_status(const struct config *config,
 
   if (format == AGENT_STATUS_JSON)
     code = print_json(out, never_ran ? NULL : path,
-                      manifest != NULL ? manifest_agent_id(manifest) : NULL,
+                      manifest != NULL && manifest_agent_id(manifest)[0] != '\0'
+                          ? manifest_agent_id(manifest)
+                          : NULL,
                       &report, err);
   else
     print_text(out, path, &report);

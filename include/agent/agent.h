@@ -147,16 +147,26 @@ enum ag_code agent_process_requests(struct agent *agent, struct ag_error *err);
 enum ag_code agent_check(const struct config *config, FILE *out,
                          struct ag_error *err);
 
+/* Write a consistent, compacted copy of config's manifest to the file dest
+ * (manifest_backup()) and print one line about it to out. Works while
+ * another agent holds the state folder's lock and writes the manifest,
+ * because it reads the manifest without the lock and changes nothing.
+ * With replace, an existing dest is replaced. Errors: AG_ESTATELOST as
+ * agent_open(); AG_ESTATE when the agent has not run yet; AG_EUSAGE when
+ * dest exists and replace is false; AG_ELOCAL for dest. */
+enum ag_code agent_backup(const struct config *config, const char *dest,
+                          bool replace, FILE *out, struct ag_error *err);
+
 enum agent_status_format { AGENT_STATUS_TEXT, AGENT_STATUS_JSON };
 
 /* Print to out the manifest's counts by state, the time of the last pass
  * without an error and the backlog it left. Then print the delivered files
- * that wait for their remote move, those that wait for their hook (with
- * the end of its last run), and the failed files with their reasons. The
- * text form shows 10 of the files that wait for their hook and the 10
- * newest failures, the JSON form (one object, described in the README) all
- * of them. Reads the manifest without taking the state folder's lock.
- * Errors: AG_ESTATELOST, AG_ESTATE, AG_ENOMEM. */
+ * that wait for their remote move (with the failed attempts of each whose
+ * move failed), those that wait for their hook (with the end of its last
+ * run), and the failed files with their reasons. The text form shows 10
+ * of each list, the newest failures first, and the JSON form (one object,
+ * described in the README) all of them. Reads the manifest without taking the
+ * state folder's lock. Errors: AG_ESTATELOST, AG_ESTATE, AG_ENOMEM. */
 enum ag_code agent_status(const struct config *config,
                           enum agent_status_format format, FILE *out,
                           struct ag_error *err);

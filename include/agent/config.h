@@ -71,6 +71,8 @@ struct config {
   int max_files_per_poll; /* 0 means no limit */
   char *archive_layout;   /* strftime pattern for UTC date folders, or NULL */
   enum on_success on_success;
+  int archive_alert_after; /* failed remote steps of one file before each
+                              further failure is logged as an error */
 
   /* [local] */
   char *state_dir;
@@ -98,6 +100,10 @@ struct config {
   /* [hook] */
   char *hook_exec;  /* command run for each delivered output, or NULL */
   int hook_timeout; /* seconds */
+
+  /* [manifest]; 0 days keeps entries for ever */
+  int retention_days; /* records of archived and abandoned files */
+  int delivered_hash_retention_days; /* delivered versions */
 };
 
 /* Load and validate the config at path, then read the secret files it

@@ -4,9 +4,11 @@
  * server sent. Every write is one committed, synced LMDB transaction, so a
  * record on disk always describes a step that has already happened.
  *
- * A second table contains every (key, content SHA-256) pair ever delivered,
- * so an identical re-upload under the same name is recognised even after
- * the name's record was replaced by other versions.
+ * A second table contains each (key, content SHA-256) pair delivered, with
+ * its delivery time, so an identical re-upload under the same name is
+ * recognised even after the name's record was replaced by other versions
+ * or removed by retention (manifest_prune_records()). That table has a
+ * retention of its own (manifest_prune_versions()).
  *
  * The state folder also contains a marker (agent-id) written once the
  * manifest exists. A marker without a readable manifest means the
@@ -50,6 +52,11 @@ struct manifest_record {
   uint32_t hook_attempts; /* failed runs of the hook */
   int64_t hook_retry_at;  /* wall clock, Unix seconds: no run before it */
   char *hook_error;       /* why the last run failed, printable, or NULL */
+
+  /* The remote step (move to the archive, or delete) of a delivered file.
+   * Records written before these fields existed read as 0 and NULL. */
+  uint32_t archive_attempts; /* failed attempts at the remote step */
+  char *archive_error;       /* why the last attempt failed, or NULL */
 };
 
 struct manifest;
@@ -61,6 +68,17 @@ struct manifest;
  * for other LMDB failures. */
 enum ag_code manifest_open(const char *state_dir, struct manifest **out,
                            struct ag_error *err);
+
+/* Open the existing manifest in state_dir for reading, without the state
+ * folder's lock and without changing anything: no marker is written, no
+ * table is created, and an older schema version is read as it is instead
+ * of being migrated. Functions that write fail with AG_ESTATE. For status,
+ * sync --dry-run, backup and requests queued for a running agent. Errors
+ * as for manifest_open(), and AG_ESTATE when neither the manifest nor the
+ * marker exists yet. */
+enum ag_code manifest_open_read_only(const char *state_dir,
+                                     struct manifest **out,
+                                     struct ag_error *err);
 
 /* Move a lost or unreadable manifest out of the way so that the next
  * manifest_open() starts afresh: manifest.mdb and its lock file are
@@ -85,15 +103,17 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
 
 /* Store record under key (replacing any earlier record) in one durable
  * transaction. When record->state is MANIFEST_DELIVERED and sha256 is set,
- * the same transaction adds the hash to the delivered-versions table. The
- * map grows when it is full, up to 1 GiB, and beyond that the put fails
- * with AG_ESTATE. */
+ * the same transaction adds the hash to the delivered-versions table, or
+ * renews it there, with record->updated (the current time when 0) as its
+ * delivery time. The map grows when it is full, up to 1 GiB, and beyond
+ * that the put fails with AG_ESTATE. */
 enum ag_code manifest_put(struct manifest *manifest, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           struct ag_error *err);
 
 /* Set *found to whether the content with this SHA-256 (lowercase hex) was
- * ever delivered under key, even if the key's record was replaced since. */
+ * delivered under key, even if the key's record was replaced or removed
+ * since, unless manifest_prune_versions() removed the version. */
 enum ag_code manifest_was_delivered(struct manifest *manifest,
                                     const char *sha256, const void *key,
                                     size_t key_len, bool *found,
@@ -152,5 +172,65 @@ enum ag_code manifest_get_meta(struct manifest *manifest, const char *key,
  * for manifest_get(). */
 enum ag_code manifest_delete(struct manifest *manifest, const void *key,
                              size_t key_len, bool *found, struct ag_error *err);
+
+/* ---- Retention (manifest_prune.c) ---- */
+
+/* Bounds of one manifest_prune_records() or manifest_prune_versions()
+ * call, so that no write transaction of it lasts long. */
+struct manifest_prune_limits {
+  size_t batch_size;   /* entries examined per write transaction, 1 or more */
+  int64_t deadline_ms; /* plat_monotonic_ms() after which no further batch
+                          starts, or 0 for none */
+};
+
+/* The bit of state in a mask for manifest_prune_records(). */
+#define MANIFEST_STATE_BIT(state) (1u << (state))
+
+/* Remove the records whose state is in the mask states (built with
+ * MANIFEST_STATE_BIT()) and whose updated time is before the Unix time
+ * before. The delivered-versions table is not touched. Works in batches,
+ * each examining up to limits->batch_size records in its own durable
+ * write transaction, and starts no batch after limits->deadline_ms. Adds
+ * the number removed to *removed and sets *complete to whether the whole
+ * table was examined. A record that cannot be decoded is kept, because
+ * status and manifest_foreach() report it. Errors: AG_ESTATE,
+ * AG_ESTATELOST, AG_ENOMEM. */
+enum ag_code manifest_prune_records(struct manifest *manifest, unsigned states,
+                                    int64_t before,
+                                    const struct manifest_prune_limits *limits,
+                                    size_t *removed, bool *complete,
+                                    struct ag_error *err);
+
+/* Remove the delivered versions whose delivery time is before the Unix
+ * time before, in batches as manifest_prune_records() does. An identical
+ * re-upload of a removed version is delivered again. Adds the number
+ * removed to *removed and sets *complete. Errors as for
+ * manifest_prune_records(). */
+enum ag_code manifest_prune_versions(struct manifest *manifest, int64_t before,
+                                     const struct manifest_prune_limits *limits,
+                                     size_t *removed, bool *complete,
+                                     struct ag_error *err);
+
+/* ---- Backup (manifest_backup.c) ---- */
+
+/* Flags for manifest_backup(). */
+enum manifest_backup_flags {
+  MANIFEST_BACKUP_REPLACE = 1 /* replace an existing file at dest */
+};
+
+/* Write a consistent, compacted copy of the manifest to the file dest, a
+ * complete LMDB file that can replace manifest.mdb. The copy reads one
+ * snapshot in a read transaction, so it works while another process (the
+ * running agent) writes, without blocking that writer. When LMDB cannot
+ * compact, a plain copy is written, which holds LMDB's writer lock only
+ * while it reads the meta pages. The copy goes to a temporary file beside
+ * dest (mode 0600), which is synced and then renamed to dest, and the
+ * folder is synced. An existing dest is replaced
+ * only with MANIFEST_BACKUP_REPLACE. Stores the size of the copy in
+ * *bytes. Errors: AG_EUSAGE when dest exists (or is a folder), AG_ELOCAL
+ * for the file, AG_ESTATE or AG_ESTATELOST for the manifest. */
+enum ag_code manifest_backup(struct manifest *manifest, const char *dest,
+                             unsigned flags, uint64_t *bytes,
+                             struct ag_error *err);
 
 #endif

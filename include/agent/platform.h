@@ -55,6 +55,12 @@ enum ag_code plat_sync_close(FILE *file, const char *path,
 enum ag_code plat_replace(const char *from, const char *to,
                           struct ag_error *err);
 
+/* Give the file from the name to, which must not exist yet, then make the
+ * rename durable by syncing the folder that contains to. Errors:
+ * AG_EEXIST when to exists (from stays as it was), AG_ELOCAL. */
+enum ag_code plat_rename_new(const char *from, const char *to,
+                             struct ag_error *err);
+
 /* Write all len bytes of data to the file descriptor fd, retrying after
  * signals and short writes. Returns false on any other failure, with
  * errno set. */

@@ -196,6 +196,26 @@ enum ag_code plat_replace(const char *from, const char *to,
   return sync_parent(to, err);
 }
 
+enum ag_code plat_rename_new(const char *from, const char *to,
+                             struct ag_error *err)
+{
+  /* rename() would replace to. link() fails when to exists, and the file
+   * has both names until unlink() removes the first. */
+  if (link(from, to) != 0) {
+    int saved_errno = errno;
+
+    return ag_error_set(err, saved_errno == EEXIST ? AG_EEXIST : AG_ELOCAL,
+                        "cannot rename '%s' to '%s': %s", from, to,
+                        strerror(saved_errno));
+  }
+  if (unlink(from) != 0)
+    return ag_error_set(err, AG_ELOCAL,
+                        "'%s' was written, but its temporary name '%s' "
+                        "cannot be removed: %s",
+                        to, from, strerror(errno));
+  return sync_parent(to, err);
+}
+
 bool plat_write_all(int fd, const void *data, size_t len)
 {
   const char *next = data;

@@ -623,10 +623,17 @@ static void newer_schema_rejected(void **state)
   struct manifest *manifest = NULL;
 
   manifest_close(open_ok(dir));
-  raw_edit(dir, "meta", "schema_version", 14, "2");
+  raw_edit(dir, "meta", "schema_version", 14, "3");
   assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATE);
   assert_null(manifest);
-  assert_contains(err.message, "schema version '2'");
+  assert_contains(err.message, "schema version '3'");
+  assert_contains(err.message, "reads versions 1 to 2");
+
+  /* A reader rejects it as well, because the format may differ. */
+  ag_error_clear(&err);
+  assert_int_equal(manifest_open_read_only(dir, &manifest, &err), AG_ESTATE);
+  assert_null(manifest);
+  assert_contains(err.message, "schema version '3'");
 }
 
 static void garbage_without_marker_fails(void **state)
@@ -637,14 +644,20 @@ static void garbage_without_marker_fails(void **state)
   struct manifest *manifest = NULL;
   char garbage[8192];
 
-  /* Without a marker nothing was lost, but the file is not ours to
-   * overwrite either. */
+  /* Without a marker the file is still unreadable, so sync
+   * --rebuild-manifest may set it aside, but nothing overwrites it. */
   memset(garbage, 'x', sizeof(garbage));
   write_file(db, garbage, sizeof(garbage));
-  assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATE);
+  assert_int_equal(manifest_open(dir, &manifest, &err), AG_ESTATELOST);
   assert_null(manifest);
   assert_contains(err.message, db);
+  assert_contains(err.message, "--rebuild-manifest");
   assert_false(file_exists(dir, "agent-id"));
+  size_t len = 0;
+  char *kept = read_file(db, &len);
+  assert_int_equal(len, sizeof(garbage));
+  assert_memory_equal(kept, garbage, sizeof(garbage));
+  free(kept);
   free(db);
 }
 

@@ -169,7 +169,7 @@ static void test_meta_rejects(void **state)
   assert_contains(err.message, "1024");
 
   char *version = get_ok(manifest, "schema_version");
-  assert_string_equal(version, "1");
+  assert_string_equal(version, "2");
   free(version);
   assert_null(get_ok(manifest, "big"));
   free(long_value);
