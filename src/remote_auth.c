@@ -52,8 +52,8 @@ static enum ag_code finish_attempt(struct remote *remote, int rc,
   *done = rc == 0;
   if (rc == 0)
     return AG_OK;
-  if (remote_is_connection_error(rc) || rc == LIBSSH2_ERROR_TIMEOUT ||
-      rc == LIBSSH2_ERROR_ALLOC)
+  if (remote_is_connection_error(rc) || rc == LIBSSH2_ERROR_EAGAIN ||
+      rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_ALLOC)
     return remote_fail_call(remote, rc, "authenticate", AG_EAUTH, err);
 
   note_attempt(remote, tried, tried_size, method);
@@ -85,18 +85,26 @@ static enum ag_code try_methods(struct remote *remote,
     log_escape(shown, sizeof(shown), config->private_key,
                strlen(config->private_key));
     snprintf(method, sizeof(method), "publickey with key '%s'", shown);
-    int rc = libssh2_userauth_publickey_fromfile_ex(
-        remote->session, config->user, user_len, NULL, config->private_key,
-        passphrase);
+    int64_t deadline = remote_deadline(remote);
+    int rc;
+    do
+      rc = libssh2_userauth_publickey_fromfile_ex(
+          remote->session, config->user, user_len, NULL, config->private_key,
+          passphrase);
+    while (remote_wait(remote, rc, deadline));
     code = finish_attempt(remote, rc, method, tried, tried_size, done, err);
     if (code != AG_OK || *done)
       return code;
   }
 
   if (config->password != NULL && method_offered(offered, "password")) {
-    int rc = libssh2_userauth_password_ex(
-        remote->session, config->user, user_len, config->password,
-        (unsigned)strlen(config->password), NULL);
+    int64_t deadline = remote_deadline(remote);
+    int rc;
+    do
+      rc = libssh2_userauth_password_ex(
+          remote->session, config->user, user_len, config->password,
+          (unsigned)strlen(config->password), NULL);
+    while (remote_wait(remote, rc, deadline));
     code = finish_attempt(remote, rc, "password", tried, tried_size, done, err);
   }
   return code;
@@ -110,15 +118,22 @@ enum ag_code remote_authenticate(struct remote *remote,
   char tried[768] = "";
   bool done = false;
 
-  char *list = libssh2_userauth_list(remote->session, config->user,
-                                     (unsigned)strlen(config->user));
+  int64_t deadline = remote_deadline(remote);
+  char *list = NULL;
+  int rc = 0;
+
+  do {
+    list = libssh2_userauth_list(remote->session, config->user,
+                                 (unsigned)strlen(config->user));
+    if (list == NULL)
+      rc = libssh2_session_last_errno(remote->session);
+  } while (list == NULL && remote_wait(remote, rc, deadline));
   if (list == NULL) {
     /* A NULL list with success means the server accepted "none". */
     if (libssh2_userauth_authenticated(remote->session))
       return AG_OK;
-    return remote_fail_call(remote, libssh2_session_last_errno(remote->session),
-                            "request the authentication methods", AG_EAUTH,
-                            err);
+    return remote_fail_call(remote, rc, "request the authentication methods",
+                            AG_EAUTH, err);
   }
   /* Copy the list, because the next libssh2 call frees it. */
   log_escape(offered, sizeof(offered), list, strlen(list));

@@ -107,7 +107,7 @@ enum ag_code remote_fail_call(struct remote *remote, int rc, const char *what,
     text = "unknown error";
   log_escape(reason, sizeof(reason), text, strlen(text));
 
-  if (rc == LIBSSH2_ERROR_TIMEOUT) {
+  if (rc == LIBSSH2_ERROR_EAGAIN || rc == LIBSSH2_ERROR_TIMEOUT) {
     return ag_error_set(err, AG_ETIMEDOUT,
                         "cannot %s on %s: no response within %d s. Check "
                         "the network and the server, or raise timeout in "
@@ -118,6 +118,7 @@ enum ag_code remote_fail_call(struct remote *remote, int rc, const char *what,
     return ag_error_set(err, AG_ENOMEM, "cannot %s on %s: out of memory", what,
                         remote->endpoint);
   if (remote_is_connection_error(rc)) {
+    remote_break(remote);
     return ag_error_set(err, AG_ECONNECT,
                         "cannot %s on %s: the connection failed (%s). Close "
                         "the session and connect again",
@@ -144,6 +145,11 @@ enum ag_code remote_check_path(struct remote *remote, const char *operation,
 {
   size_t len = strlen(path);
 
+  if (remote->broken)
+    return ag_error_set(err, AG_ECONNECT,
+                        "cannot %s on %s: the connection was closed after an "
+                        "earlier failure. Connect again",
+                        operation, remote->endpoint);
   if (len == 0)
     return ag_error_set(err, AG_EREMOTE, "cannot %s an empty path on %s",
                         operation, remote->endpoint);

@@ -1,5 +1,6 @@
 /* Private interface of the remote module, shared by its files:
  *   remote.c          session lifecycle: TCP, handshake, connect, close
+ *   remote_wait.c     deadlines for libssh2 calls, broken sessions
  *   remote_auth.c     user authentication
  *   remote_error.c    libssh2 and SFTP errors as ag_code and messages
  *   remote_hostkey.c  host key verification
@@ -14,10 +15,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agent/config.h"
 #include "agent/error.h"
 #include "agent/remote.h"
+#include "agent/sock.h"
 
 /* Maximum length of a remote path in bytes. Linux, where most SFTP servers
  * run, limits paths to 4096 bytes including the NUL. */
@@ -84,13 +87,48 @@ void remote_known_hosts_free(struct remote_known_hosts *known);
 struct remote {
   LIBSSH2_SESSION *session;
   LIBSSH2_SFTP *sftp;
-  int socket;
+  sock_handle socket; /* SOCK_INVALID once broken */
   bool handshake_done;
+  /* A call timed out or the connection failed (remote_break()). Later
+   * requests fail at once, and remote_close() waits for nothing. */
+  bool broken;
   int timeout;        /* seconds */
   char endpoint[300]; /* "host:port" for messages, escaped */
   char user[128];     /* user name for messages, escaped */
   struct remote_host_key host_key;
 };
+
+/* ---- Deadlines (remote_wait.c) -------------------------------------- */
+
+/* The deadline rule: each libssh2 call gets the configured timeout from
+ * its first attempt until it returns something other than
+ * LIBSSH2_ERROR_EAGAIN. A call that returned EAGAIN is repeated with the
+ * same arguments until then, as libssh2's non-blocking mode requires.
+ * libssh2_sftp_read() returns as soon as any data has arrived (one SFTP
+ * reply, at most 30000 bytes), so a download fails only after a whole
+ * timeout without data. A slow link that keeps delivering never times
+ * out, and a frozen server does. A single request such as stat, open or
+ * rename gets one timeout for its reply. */
+
+/* Return the deadline of a libssh2 call that starts now, in
+ * plat_monotonic_ms() time. */
+int64_t remote_deadline(const struct remote *remote);
+
+/* Handle the result rc of a non-blocking libssh2 call (for calls that
+ * return a pointer, libssh2_session_last_errno() after a NULL). When rc
+ * is LIBSSH2_ERROR_EAGAIN, wait until the socket is ready in the
+ * directions libssh2 is blocked on and return true: the caller then
+ * repeats the call. Otherwise return false. When deadline_ms passes
+ * first, or the session is broken, the session is broken with
+ * remote_break() and false is returned with rc still EAGAIN, which
+ * remote_fail_call() reports as AG_ETIMEDOUT. */
+bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms);
+
+/* Mark the session broken: close its socket at once and make libssh2's
+ * send and receive fail without touching the socket, so that every later
+ * libssh2 call, libssh2_sftp_close_handle() and remote_close() included,
+ * fails or frees at once. Does nothing when already broken. */
+void remote_break(struct remote *remote);
 
 /* ---- Authentication (remote_auth.c) ----------------------------------- */
 
@@ -106,7 +144,7 @@ enum ag_code remote_authenticate(struct remote *remote,
 /* ---- Errors (remote_error.c) ------------------------------------------ */
 
 /* Return whether the libssh2 error rc means the connection is unusable.
- * LIBSSH2_ERROR_TIMEOUT is not one of them. */
+ * LIBSSH2_ERROR_EAGAIN and LIBSSH2_ERROR_TIMEOUT are not among them. */
 bool remote_is_connection_error(int rc);
 
 /* Record an SFTP status reply for the request described by what, such as
@@ -115,8 +153,11 @@ enum ag_code remote_fail_status(struct remote *remote, unsigned long status,
                                 const char *what, struct ag_error *err);
 
 /* Record the failure rc of a libssh2 call for the request described by
- * what. Codes that name no connection, timeout or SFTP status become
- * fallback. Returns the code stored in err. */
+ * what. LIBSSH2_ERROR_EAGAIN, which remote_wait() leaves when the
+ * deadline passed, becomes AG_ETIMEDOUT. A connection error becomes
+ * AG_ECONNECT and breaks the session. Codes that name no connection,
+ * timeout or SFTP status become fallback. Returns the code stored in
+ * err. */
 enum ag_code remote_fail_call(struct remote *remote, int rc, const char *what,
                               enum ag_code fallback, struct ag_error *err);
 
@@ -127,9 +168,22 @@ enum ag_code remote_fail_path(struct remote *remote, int rc,
                               struct ag_error *err);
 
 /* Reject paths that are empty or longer than REMOTE_PATH_MAX with
- * AG_EREMOTE. operation names the request in the message. */
+ * AG_EREMOTE, and any request on a broken session with AG_ECONNECT.
+ * operation names the request in the message. */
 enum ag_code remote_check_path(struct remote *remote, const char *operation,
                                const char *path, struct ag_error *err);
+
+/* ---- Handles (remote_sftp.c) ----------------------------------------- */
+
+/* Open path (len bytes) as libssh2_sftp_open_ex() does, within one
+ * deadline. Returns NULL on failure, with the libssh2 error in *rc. */
+LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
+                                        size_t len, unsigned long flags,
+                                        long mode, int open_type, int *rc);
+
+/* Close handle within one deadline and free it in every case, also on a
+ * broken session. Returns 0 or the libssh2 error. */
+int remote_close_handle(struct remote *remote, LIBSSH2_SFTP_HANDLE *handle);
 
 /* ---- Listing (remote_list.c) ------------------------------------------ */
 

@@ -132,18 +132,21 @@ static enum ag_code walk_folder(struct list_walk *walk, size_t path_len,
   size_t rejected = 0;
   LIBSSH2_SFTP_ATTRIBUTES attrs;
 
-  LIBSSH2_SFTP_HANDLE *handle = libssh2_sftp_open_ex(
-      remote->sftp, walk->path, (unsigned)path_len, 0, 0, LIBSSH2_SFTP_OPENDIR);
+  int rc = 0;
+  LIBSSH2_SFTP_HANDLE *handle = remote_open_handle(
+      remote, walk->path, path_len, 0, 0, LIBSSH2_SFTP_OPENDIR, &rc);
   if (handle == NULL)
-    return remote_fail_path(remote, libssh2_session_last_errno(remote->session),
-                            "list folder", walk->path, err);
+    return remote_fail_path(remote, rc, "list folder", walk->path, err);
 
   /* OpenSSH's server fills readdir attributes with lstat(), so symbolic
    * links arrive as links. A server that follows them instead makes the
    * walk enter linked folders, bounded by LIST_DEPTH_MAX. */
   for (;;) {
-    int rc = libssh2_sftp_readdir_ex(handle, walk->name, sizeof(walk->name),
-                                     NULL, 0, &attrs);
+    int64_t deadline = remote_deadline(remote);
+    do
+      rc = libssh2_sftp_readdir_ex(handle, walk->name, sizeof(walk->name), NULL,
+                                   0, &attrs);
+    while (remote_wait(remote, rc, deadline));
     walk->path[path_len] = '\0';
     if (rc == 0)
       break;
@@ -171,7 +174,7 @@ out:
              "NUL",
              rejected, shown, remote->endpoint);
   }
-  libssh2_sftp_close_handle(handle);
+  (void)remote_close_handle(remote, handle);
   return code;
 }
 

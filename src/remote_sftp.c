@@ -9,14 +9,62 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bytes handed to the download callback at a time. libssh2 turns one read
- * of this size into several pipelined 30000-byte SFTP requests, which
- * hides the round trip time. */
-#define DOWNLOAD_BLOCK_SIZE (256 * 1024)
+/* Bytes handed to the download callback at a time, and the buffer size
+ * of each libssh2_sftp_read() call. libssh2 1.11 keeps up to four times
+ * the buffer size requested ahead in 30000-byte SFTP requests, which
+ * hides the round trip time. The block and the replies to those requests
+ * bound a download's memory to about 5 MiB. */
+#define DOWNLOAD_BLOCK_SIZE (1024 * 1024)
 
 static bool status_is_missing(unsigned long status)
 {
   return status == LIBSSH2_FX_NO_SUCH_FILE || status == LIBSSH2_FX_NO_SUCH_PATH;
+}
+
+/* libssh2_sftp_stat_ex() within one deadline. Returns its result. */
+static int stat_path(struct remote *remote, const char *path, size_t len,
+                     int stat_type, LIBSSH2_SFTP_ATTRIBUTES *attrs)
+{
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+
+  do
+    rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)len, stat_type,
+                              attrs);
+  while (remote_wait(remote, rc, deadline));
+  return rc;
+}
+
+LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
+                                        size_t len, unsigned long flags,
+                                        long mode, int open_type, int *rc)
+{
+  int64_t deadline = remote_deadline(remote);
+  LIBSSH2_SFTP_HANDLE *handle;
+
+  *rc = 0;
+  do {
+    handle = libssh2_sftp_open_ex(remote->sftp, path, (unsigned)len, flags,
+                                  mode, open_type);
+    if (handle == NULL)
+      *rc = libssh2_session_last_errno(remote->session);
+  } while (handle == NULL && remote_wait(remote, *rc, deadline));
+  return handle;
+}
+
+int remote_close_handle(struct remote *remote, LIBSSH2_SFTP_HANDLE *handle)
+{
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+
+  do
+    rc = libssh2_sftp_close_handle(handle);
+  while (remote_wait(remote, rc, deadline));
+  /* After a timeout the session is broken, so this call fails at once
+   * and frees the handle. */
+  if (rc == LIBSSH2_ERROR_EAGAIN)
+    (void)libssh2_sftp_close_handle(handle);
+  return rc;
 }
 
 enum ag_code remote_stat(struct remote *remote, const char *path,
@@ -27,8 +75,7 @@ enum ag_code remote_stat(struct remote *remote, const char *path,
   if (code != AG_OK)
     return code;
 
-  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)strlen(path),
-                                LIBSSH2_SFTP_LSTAT, &attrs);
+  int rc = stat_path(remote, path, strlen(path), LIBSSH2_SFTP_LSTAT, &attrs);
   if (rc != 0)
     return remote_fail_path(remote, rc, "stat", path, err);
   remote_fill_entry(entry, NULL, 0, &attrs);
@@ -41,8 +88,7 @@ static enum ag_code path_exists(struct remote *remote, const char *path,
                                 bool *exists, struct ag_error *err)
 {
   LIBSSH2_SFTP_ATTRIBUTES attrs;
-  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)strlen(path),
-                                LIBSSH2_SFTP_LSTAT, &attrs);
+  int rc = stat_path(remote, path, strlen(path), LIBSSH2_SFTP_LSTAT, &attrs);
 
   *exists = rc == 0;
   if (rc == 0 || (rc == LIBSSH2_ERROR_SFTP_PROTOCOL &&
@@ -52,7 +98,9 @@ static enum ag_code path_exists(struct remote *remote, const char *path,
 }
 
 /* Fill block with up to DOWNLOAD_BLOCK_SIZE bytes. *filled is less than
- * that only at the end of the file. */
+ * that only at the end of the file. Each read gets its own deadline and
+ * returns as soon as some data has arrived, so only a timeout without
+ * any data fails. */
 static enum ag_code read_block(struct remote *remote,
                                LIBSSH2_SFTP_HANDLE *handle, const char *path,
                                char *block, size_t *filled,
@@ -60,8 +108,12 @@ static enum ag_code read_block(struct remote *remote,
 {
   *filled = 0;
   while (*filled < DOWNLOAD_BLOCK_SIZE) {
-    ssize_t got = libssh2_sftp_read(handle, block + *filled,
-                                    DOWNLOAD_BLOCK_SIZE - *filled);
+    int64_t deadline = remote_deadline(remote);
+    ssize_t got;
+    do
+      got = libssh2_sftp_read(handle, block + *filled,
+                              DOWNLOAD_BLOCK_SIZE - *filled);
+    while (remote_wait(remote, (int)got, deadline));
     if (got < 0)
       return remote_fail_path(remote, (int)got, "read", path, err);
     if (got == 0)
@@ -90,7 +142,11 @@ static enum ag_code check_unchanged(struct remote *remote,
                         shown, remote->endpoint, read_size, expect_size);
   }
 
-  int rc = libssh2_sftp_fstat_ex(handle, &attrs, 0);
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+  do
+    rc = libssh2_sftp_fstat_ex(handle, &attrs, 0);
+  while (remote_wait(remote, rc, deadline));
   if (rc != 0)
     return remote_fail_path(remote, rc, "fstat", path, err);
 
@@ -128,11 +184,11 @@ enum ag_code remote_download(struct remote *remote, const char *path,
   if (block == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory for a download");
 
-  handle = libssh2_sftp_open_ex(remote->sftp, path, (unsigned)strlen(path),
-                                LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE);
+  int rc = 0;
+  handle = remote_open_handle(remote, path, strlen(path), LIBSSH2_FXF_READ, 0,
+                              LIBSSH2_SFTP_OPENFILE, &rc);
   if (handle == NULL) {
-    code = remote_fail_path(remote, libssh2_session_last_errno(remote->session),
-                            "open", path, err);
+    code = remote_fail_path(remote, rc, "open", path, err);
     goto out;
   }
 
@@ -155,7 +211,7 @@ enum ag_code remote_download(struct remote *remote, const char *path,
 
 out:
   if (handle != NULL)
-    libssh2_sftp_close_handle(handle);
+    (void)remote_close_handle(remote, handle);
   free(block);
   return code;
 }
@@ -216,8 +272,12 @@ enum ag_code remote_rename(struct remote *remote, const char *from,
     return report_target_exists(remote, from, to, err);
 
   /* Flags 0: no OVERWRITE. SFTP version 3 servers ignore the flags. */
-  int rc = libssh2_sftp_rename_ex(remote->sftp, from, (unsigned)strlen(from),
-                                  to, (unsigned)strlen(to), 0);
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+  do
+    rc = libssh2_sftp_rename_ex(remote->sftp, from, (unsigned)strlen(from), to,
+                                (unsigned)strlen(to), 0);
+  while (remote_wait(remote, rc, deadline));
   if (rc == 0)
     return AG_OK;
 
@@ -238,6 +298,18 @@ enum ag_code remote_rename(struct remote *remote, const char *from,
   return fail_rename(remote, rc, status, from, to, err);
 }
 
+/* libssh2_sftp_unlink_ex() within one deadline. Returns its result. */
+static int unlink_path(struct remote *remote, const char *path)
+{
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+
+  do
+    rc = libssh2_sftp_unlink_ex(remote->sftp, path, (unsigned)strlen(path));
+  while (remote_wait(remote, rc, deadline));
+  return rc;
+}
+
 enum ag_code remote_unlink(struct remote *remote, const char *path,
                            struct ag_error *err)
 {
@@ -245,7 +317,7 @@ enum ag_code remote_unlink(struct remote *remote, const char *path,
   if (code != AG_OK)
     return code;
 
-  int rc = libssh2_sftp_unlink_ex(remote->sftp, path, (unsigned)strlen(path));
+  int rc = unlink_path(remote, path);
   if (rc != 0)
     return remote_fail_path(remote, rc, "delete", path, err);
   return AG_OK;
@@ -261,8 +333,7 @@ static enum ag_code make_folder(struct remote *remote, const char *path,
   unsigned len = (unsigned)strlen(path);
 
   for (int attempt = 0; attempt < 2; attempt++) {
-    int rc = libssh2_sftp_stat_ex(remote->sftp, path, len, LIBSSH2_SFTP_STAT,
-                                  &attrs);
+    int rc = stat_path(remote, path, len, LIBSSH2_SFTP_STAT, &attrs);
     if (rc == 0) {
       /* Without permission bits the type is unknown, and a later mkdir
        * below a file fails with its own error. */
@@ -281,7 +352,10 @@ static enum ag_code make_folder(struct remote *remote, const char *path,
         !status_is_missing(libssh2_sftp_last_error(remote->sftp)))
       return remote_fail_path(remote, rc, "stat", path, err);
 
-    rc = libssh2_sftp_mkdir_ex(remote->sftp, path, len, 0750);
+    int64_t deadline = remote_deadline(remote);
+    do
+      rc = libssh2_sftp_mkdir_ex(remote->sftp, path, len, 0750);
+    while (remote_wait(remote, rc, deadline));
     if (rc == 0)
       return AG_OK;
     /* Another client may have created it since the stat, so look again
@@ -308,8 +382,7 @@ enum ag_code remote_mkdirs(struct remote *remote, const char *dir,
 
   /* The folder usually exists already, which one request confirms. */
   LIBSSH2_SFTP_ATTRIBUTES attrs;
-  int rc = libssh2_sftp_stat_ex(remote->sftp, path, (unsigned)len,
-                                LIBSSH2_SFTP_STAT, &attrs);
+  int rc = stat_path(remote, path, len, LIBSSH2_SFTP_STAT, &attrs);
   if (rc == 0 && (attrs.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
       LIBSSH2_SFTP_S_ISDIR(attrs.permissions))
     return AG_OK;
@@ -337,7 +410,11 @@ static enum ag_code write_all(struct remote *remote,
   size_t left = len;
 
   while (left > 0) {
-    ssize_t written = libssh2_sftp_write(handle, next, left);
+    int64_t deadline = remote_deadline(remote);
+    ssize_t written;
+    do
+      written = libssh2_sftp_write(handle, next, left);
+    while (remote_wait(remote, (int)written, deadline));
     if (written < 0)
       return remote_fail_path(remote, (int)written, "write", path, err);
     if (written == 0)
@@ -351,10 +428,9 @@ static enum ag_code write_all(struct remote *remote,
 
 /* Record the failure to open path with O_EXCL. OpenSSH reports an
  * existing file as SSH_FX_FAILURE, so look whether path exists. */
-static enum ag_code fail_create(struct remote *remote, const char *path,
+static enum ag_code fail_create(struct remote *remote, const char *path, int rc,
                                 struct ag_error *err)
 {
-  int rc = libssh2_session_last_errno(remote->session);
   unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
                              ? libssh2_sftp_last_error(remote->sftp)
                              : LIBSSH2_FX_OK;
@@ -385,23 +461,23 @@ enum ag_code remote_write_new(struct remote *remote, const char *path,
   if (code != AG_OK)
     return code;
 
-  LIBSSH2_SFTP_HANDLE *handle = libssh2_sftp_open_ex(
-      remote->sftp, path, (unsigned)strlen(path),
+  int rc = 0;
+  LIBSSH2_SFTP_HANDLE *handle = remote_open_handle(
+      remote, path, strlen(path),
       LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0640,
-      LIBSSH2_SFTP_OPENFILE);
+      LIBSSH2_SFTP_OPENFILE, &rc);
   if (handle == NULL)
-    return fail_create(remote, path, err);
+    return fail_create(remote, path, rc, err);
 
   code = write_all(remote, handle, path, data, len, err);
-  int rc = libssh2_sftp_close_handle(handle);
+  rc = remote_close_handle(remote, handle);
   if (code == AG_OK && rc != 0)
     code = remote_fail_path(remote, rc, "close", path, err);
 
   /* A partial file would make every retry fail with AG_EEXIST.
-   * NOTE: when the connection is lost, this delete fails too and the
-   * partial file stays. */
-  if (code != AG_OK &&
-      libssh2_sftp_unlink_ex(remote->sftp, path, (unsigned)strlen(path)) != 0)
+   * NOTE: when the connection is lost or timed out, this delete fails at
+   * once and the partial file stays. */
+  if (code != AG_OK && unlink_path(remote, path) != 0)
     log_warn("cannot delete the partial file left by a failed write on %s",
              remote->endpoint);
   return code;

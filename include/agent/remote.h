@@ -4,7 +4,14 @@
  * remote_connect() always verifies the server's host key, against
  * known_hosts or a pinned SHA-256 fingerprint, before it authenticates.
  * Remote paths are raw bytes as the server sent them (NUL-terminated,
- * since SFTP names cannot contain NUL); they are never reinterpreted. */
+ * since SFTP names cannot contain NUL); they are never reinterpreted.
+ *
+ * Every wait for the server is bounded by config->timeout, as
+ * docs/architecture.md describes. After a timeout (AG_ETIMEDOUT) or a
+ * lost connection (AG_ECONNECT) the session is broken: later calls fail
+ * at once with AG_ECONNECT, and remote_close() frees it without waiting.
+ * The module keeps no global mutable state, so several sessions may be
+ * used at the same time, each by one thread at a time. */
 #ifndef AGENT_REMOTE_H
 #define AGENT_REMOTE_H
 

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <threads.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1017,9 +1018,9 @@ static void download_large_file(void **state)
   assert_int_equal(EVP_DigestFinal_ex(sink.digest, actual, NULL), 1);
   assert_int_equal(sink.bytes, size);
   assert_memory_equal(actual, expected, 32);
-  /* 3 MiB arrive as twelve 256 KiB blocks. */
-  assert_int_equal(sink.largest_block, 256 * 1024);
-  assert_int_equal(sink.blocks, 12);
+  /* 3 MiB arrive as three 1 MiB blocks. */
+  assert_int_equal(sink.largest_block, 1024 * 1024);
+  assert_int_equal(sink.blocks, 3);
   EVP_MD_CTX_free(sink.digest);
   remote_close(remote);
 }
@@ -1084,6 +1085,90 @@ static void download_missing_and_callback_error(void **state)
                    AG_ELOCAL);
   assert_string_equal(err.message, "disk full (test)");
   remote_close(remote);
+}
+
+/* One session of download_parallel_sessions(), run in its own thread.
+ * cmocka's asserts are not thread-safe, so the thread only records. */
+struct parallel_job {
+  char path[PATH_SIZE + 64];
+  size_t size;
+  enum ag_code code;
+  struct sink sink;
+  struct ag_error err;
+};
+
+static enum ag_code hash_data(void *ctx, const void *data, size_t len,
+                              struct ag_error *err)
+{
+  struct sink *sink = ctx;
+
+  if (EVP_DigestUpdate(sink->digest, data, len) != 1)
+    return ag_error_set(err, AG_ENOMEM, "SHA-256 update failed");
+  sink->bytes += len;
+  return AG_OK;
+}
+
+static int run_parallel_job(void *arg)
+{
+  struct parallel_job *job = arg;
+  struct config config;
+  struct remote *remote = NULL;
+
+  base_config(&config, fixture.key_ed25519);
+  job->code = remote_connect(&config, &remote, &job->err);
+  if (job->code == AG_OK)
+    job->code = remote_download(remote, job->path, job->size, 1650000003,
+                                hash_data, &job->sink, &job->err);
+  remote_close(remote);
+  return 0;
+}
+
+static void download_parallel_sessions(void **state)
+{
+  (void)state;
+  enum { JOBS = 4 };
+  struct parallel_job jobs[JOBS];
+  thrd_t threads[JOBS];
+  char dir[PATH_SIZE];
+  unsigned char expected[JOBS][32];
+
+  fresh_dir("download-parallel", dir, sizeof(dir));
+  memset(jobs, 0, sizeof(jobs));
+  for (int i = 0; i < JOBS; i++) {
+    struct parallel_job *job = &jobs[i];
+    job->size = (size_t)(2 + i) * 1024 * 1024 + (size_t)i;
+    unsigned char *data = malloc(job->size);
+    assert_non_null(data);
+    for (size_t j = 0; j < job->size; j++)
+      data[j] = (unsigned char)((j * 31 + (size_t)i * 7) >> 3);
+    format_text(job->path, sizeof(job->path), "%s/file%d.bin", dir, i);
+    write_file(job->path, data, job->size);
+    set_mtime(job->path, 1650000003);
+    sha256(data, job->size, expected[i]);
+    free(data);
+    job->sink.digest = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestInit_ex(job->sink.digest, EVP_sha256(), NULL),
+                     1);
+  }
+
+  /* Each thread connects, downloads and closes its own session at the
+   * same time as the others, the first remote_connect() included. */
+  for (int i = 0; i < JOBS; i++)
+    assert_int_equal(thrd_create(&threads[i], run_parallel_job, &jobs[i]),
+                     thrd_success);
+  for (int i = 0; i < JOBS; i++)
+    assert_int_equal(thrd_join(threads[i], NULL), thrd_success);
+
+  for (int i = 0; i < JOBS; i++) {
+    unsigned char actual[32];
+    if (jobs[i].code != AG_OK)
+      print_error("job %d: %s\n", i, jobs[i].err.message);
+    assert_int_equal(jobs[i].code, AG_OK);
+    assert_int_equal(jobs[i].sink.bytes, jobs[i].size);
+    assert_int_equal(EVP_DigestFinal_ex(jobs[i].sink.digest, actual, NULL), 1);
+    assert_memory_equal(actual, expected[i], 32);
+    EVP_MD_CTX_free(jobs[i].sink.digest);
+  }
 }
 
 /* ---- Rename, delete, mkdirs, write_new -------------------------------- */
@@ -1222,6 +1307,7 @@ int main(void)
       cmocka_unit_test(download_large_file),
       cmocka_unit_test(download_detects_change),
       cmocka_unit_test(download_missing_and_callback_error),
+      cmocka_unit_test(download_parallel_sessions),
       cmocka_unit_test(rename_moves_and_never_replaces),
       cmocka_unit_test(unlink_deletes_once),
       cmocka_unit_test(mkdirs_creates_nested_folders),
