@@ -572,10 +572,12 @@ done:
  * archive_path, reason or hook_error that is not valid UTF-8 (a remote
  * path in a legacy encoding) is stored as base64 under its name plus
  * "_b64", because JSON strings must be UTF-8. Readers ignore keys that
- * they do not know.
+ * they do not know. A record of a claimed file also has "claim_path",
+ * stored like archive_path.
  * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
  * reads a record whose hook is pending and archives the file without
- * running the hook. */
+ * running the hook. Neither did claim_path, so an older agent looks for a
+ * claimed file in the inbox. */
 
 /* Room for the description of a problem in a stored record. */
 #define PROBLEM_MAX 256
@@ -636,6 +638,7 @@ static char *encode_record(const struct manifest_record *record)
     ok = ok && set_field(object, "hook_retry_at",
                          json_integer(record->hook_retry_at));
   ok = ok && set_text_field(object, "hook_error", record->hook_error);
+  ok = ok && set_text_field(object, "claim_path", record->claim_path);
 
   if (ok)
     text = json_dumps(object, JSON_COMPACT);
@@ -878,6 +881,8 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
     code = read_text(object, "reason", &record->reason, problem);
   if (code == AG_OK)
     code = read_text(object, "hook_error", &record->hook_error, problem);
+  if (code == AG_OK)
+    code = read_text(object, "claim_path", &record->claim_path, problem);
   return code;
 }
 
@@ -1186,6 +1191,7 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->archive_path);
   free(record->reason);
   free(record->hook_error);
+  free(record->claim_path);
   memset(record, 0, sizeof(*record));
 }
 

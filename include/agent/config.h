@@ -71,6 +71,8 @@ struct config {
   int max_files_per_poll; /* 0 means no limit */
   char *archive_layout;   /* strftime pattern for UTC date folders, or NULL */
   enum on_success on_success;
+  char *claim_dir;   /* where several agents claim files, or NULL */
+  int claim_timeout; /* seconds of no heartbeat that mark it stopped */
 
   /* [local] */
   char *state_dir;

@@ -50,6 +50,11 @@ struct manifest_record {
   uint32_t hook_attempts; /* failed runs of the hook */
   int64_t hook_retry_at;  /* wall clock, Unix seconds: no run before it */
   char *hook_error;       /* why the last run failed, printable, or NULL */
+
+  /* With [remote] claim_dir: the remote path of the file in the agent's
+   * claim folder, where it is downloaded and moved from. NULL when the
+   * file was taken from the inbox without a claim. */
+  char *claim_path;
 };
 
 struct manifest;
