@@ -1,6 +1,7 @@
 /* One pass over the inbox: resume unfinished work, list, wait for files
  * to settle, then ingest the stable ones oldest first. */
 #include "agent_internal.h"
+#include "claim_internal.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -152,6 +153,7 @@ void agent_close(struct agent *agent)
   remote_close(agent->remote);
   manifest_close(agent->manifest);
   stable_free(agent->stable);
+  claim_state_free(agent->claims);
   plat_unlock(agent->lock);
   free(agent->download_dir);
   free(agent);
@@ -256,6 +258,7 @@ static enum ag_code add_candidate(struct listing *listing,
   file->rel_len = entry->rel_len;
   file->size = entry->size;
   file->mtime = entry->mtime;
+  file->claimed = false;
   listing->count++;
   return AG_OK;
 }
@@ -482,6 +485,9 @@ static enum ag_code check_move_targets(struct agent *agent,
 
 static void log_pass(const struct agent_summary *summary)
 {
+  if (summary->claimed_elsewhere > 0)
+    log_info("%zu files were claimed by other agents first",
+             summary->claimed_elsewhere);
   if (summary->delivered + summary->duplicates + summary->failed +
           summary->pending + summary->completed ==
       0)
@@ -509,7 +515,11 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
   if (code == AG_OK)
     code = check_move_targets(agent, err);
   if (code == AG_OK)
+    code = claim_begin_pass(agent, err);
+  if (code == AG_OK)
     code = resume_unfinished(agent, summary, err);
+  if (code == AG_OK)
+    code = claim_resume(agent, summary, err);
   if (code == AG_OK)
     code = list_inbox(agent, &listing);
 
@@ -713,6 +723,8 @@ enum ag_code agent_plan(const struct config *config, FILE *out,
     code = list_inbox(agent, &listing);
   if (code == AG_OK)
     code = plan_unfinished(agent, out, &retries, err);
+  if (code == AG_OK)
+    code = claim_plan(agent, out, &retries, err);
   if (code == AG_OK) {
     qsort(listing.files, listing.count, sizeof(*listing.files),
           compare_candidates);

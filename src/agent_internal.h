@@ -33,6 +33,7 @@ struct agent {
   char *download_dir;                 /* <state_dir>/tmp */
   agent_progress_fn progress_display; /* see agent_set_progress_display() */
   void *progress_display_ctx;
+  struct claim_state *claims; /* claim_internal.h; NULL until first used */
 };
 
 /* Keys in the manifest's meta table that agent_record_pass() writes and
@@ -49,6 +50,7 @@ struct candidate {
   size_t rel_len;
   uint64_t size;
   int64_t mtime;
+  bool claimed; /* found in this agent's claim folder, not in the inbox */
 };
 
 /* Take one stable file through download, parse, output and the remote
@@ -81,6 +83,15 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
                             struct manifest_record *record, const char *reason,
                             struct agent_summary *summary,
                             struct ag_error *err);
+
+/* Rename from into planned on the server, creating planned's folder, or
+ * into the first free alternative name with ".<tag>" or ".<tag>-<n>" put
+ * before the extension. Never replaces a file. Stores the name used in
+ * *final (malloc'd). Errors as remote_rename(), and AG_EEXIST when every
+ * name is taken. */
+enum ag_code dispose_move(struct agent *agent, const char *from,
+                          const char *planned, const char *tag, char **final,
+                          struct ag_error *err);
 
 /* Return the planned archive path for rel (archive folder, optional date
  * layout, relative path), malloc'd. The real target may get a suffix when

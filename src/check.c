@@ -88,6 +88,48 @@ static enum ag_code check_local_folder(FILE *out, const char *label,
   return ag_error_set(err, code, "%s", step.message);
 }
 
+/* Check the claim folder like the archive, and that a file renamed from
+ * the inbox can go there, which fails when the two are on different file
+ * systems of the server. */
+static enum ag_code check_claim_folder(struct remote *remote,
+                                       const struct config *config, FILE *out,
+                                       struct ag_error *err)
+{
+  char name[64];
+  struct ag_error step = {0};
+  enum ag_code code =
+      check_remote_folder(remote, out, "claims", config->claim_dir, true, err);
+
+  if (code != AG_OK)
+    return code;
+  snprintf(name, sizeof(name), ".rossum-sftp-agent-check-%ld", (long)getpid());
+  char *from = rpath_join(config->inbox, name, strlen(name));
+  char *to = rpath_join(config->claim_dir, name, strlen(name));
+  if (from == NULL || to == NULL)
+    code = ag_error_set(&step, AG_ENOMEM, "out of memory");
+  if (code == AG_OK)
+    code = remote_write_new(remote, from, "check\n", 6, &step);
+  if (code == AG_OK) {
+    code = remote_rename(remote, from, to, &step);
+    /* The probe is removed from wherever it is now. */
+    struct ag_error unlink_err = {0};
+    remote_unlink(remote, code == AG_OK ? to : from, &unlink_err);
+  }
+
+  if (code == AG_OK)
+    fprintf(out, "ok    claims   a file in the inbox can be renamed into %s\n",
+            config->claim_dir);
+  else
+    fprintf(out, "FAIL  claims   rename from %s into %s: %s\n", config->inbox,
+            config->claim_dir, step.message);
+  free(from);
+  free(to);
+  if (code != AG_OK)
+    return ag_error_set(err, code, "claim folder '%s': %s", config->claim_dir,
+                        step.message);
+  return AG_OK;
+}
+
 static enum ag_code check_inbox(struct remote *remote,
                                 const struct config *config, FILE *out,
                                 struct ag_error *err)
@@ -137,6 +179,8 @@ enum ag_code agent_check(const struct config *config, FILE *out,
     check_remote_folder(remote, out, "archive", config->archive, true, err);
     check_remote_folder(remote, out, "error", config->error, true, err);
   }
+  if (config->claim_dir != NULL)
+    check_claim_folder(remote, config, out, err);
   check_local_folder(out, "state", config->state_dir, err);
   check_local_folder(out, "output", config->output_dir, err);
   remote_close(remote);

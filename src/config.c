@@ -100,6 +100,8 @@ static const struct key_spec keys[] = {
     STRING("remote", archive_layout, KEY_LAYOUT),
     CHOICE("remote", on_success, on_success_words, "move"),
     NUMBER("remote", archive_alert_after, 1, 1000000, "5"),
+    STRING("remote", claim_dir, KEY_REMOTE_PATH),
+    NUMBER("remote", claim_timeout, 10, 604800, "900"),
     STRING("local", state_dir, KEY_LOCAL_PATH),
     STRING("local", output_dir, KEY_LOCAL_PATH),
     NUMBER("agent", poll_interval, 1, 86400, "30"),
@@ -589,6 +591,74 @@ static enum ag_code validate(struct config *config, struct ag_error *err)
   return validate_hook(config, err);
 }
 
+/* Return the line where [section] name was set, or 0 when the file did
+ * not set it. */
+static int key_line(const struct parse_state *state, const char *section,
+                    const char *name)
+{
+  for (size_t i = 0; i < KEY_COUNT; i++) {
+    if (strcmp(keys[i].section, section) == 0 &&
+        strcmp(keys[i].name, name) == 0)
+      return state->seen[i];
+  }
+  return 0;
+}
+
+/* Check claim_dir and claim_timeout against the other keys, and report a
+ * problem on the line of the key at fault. */
+static enum ag_code validate_claims(struct parse_state *state)
+{
+  const struct config *config = state->config;
+  int dir_line = key_line(state, "remote", "claim_dir");
+  int timeout_line = key_line(state, "remote", "claim_timeout");
+
+  if (config->claim_dir == NULL) {
+    state->line = timeout_line;
+    if (timeout_line != 0)
+      set_error(state, "claim_timeout is set but claim_dir is not; set "
+                       "[remote] claim_dir or remove claim_timeout");
+    return state->err->code;
+  }
+
+  state->line = dir_line;
+  if (path_is_within(config->claim_dir, config->inbox))
+    set_error(state,
+              "claim_dir '%s' is inside the inbox '%s', where agents would "
+              "list claimed files as new ones; choose a folder outside it",
+              config->claim_dir, config->inbox);
+  else if (path_is_within(config->claim_dir, config->archive) ||
+           path_is_within(config->claim_dir, config->error))
+    set_error(state,
+              "claim_dir '%s' is inside the archive or error folder; choose "
+              "a folder of its own",
+              config->claim_dir);
+  else if (config->on_success != ON_SUCCESS_MOVE)
+    set_error(state,
+              "claim_dir needs on_success = move, because a file that is "
+              "kept, or left in place after a failure, would stay in the "
+              "claim folder and other agents would take it again");
+  if (state->err->code != AG_OK)
+    return state->err->code;
+
+  /* A running agent writes a heartbeat once a quarter of claim_timeout
+   * has passed, at the start of a pass or before a file. Passes come
+   * poll_interval apart and the settle wait writes none, so with this
+   * minimum a running agent's heartbeat is at most 7/12 of the timeout
+   * old, plus the time one file takes. */
+  int longest = config->poll_interval > config->stable_seconds
+                    ? config->poll_interval
+                    : config->stable_seconds;
+  if (config->claim_timeout < 3 * longest) {
+    state->line = timeout_line != 0 ? timeout_line : dir_line;
+    set_error(state,
+              "claim_timeout = %d%s is too short: it must be at least 3 times "
+              "the longer of poll_interval and stable_seconds, here %d s",
+              config->claim_timeout, timeout_line != 0 ? "" : " (the default)",
+              3 * longest);
+  }
+  return state->err->code;
+}
+
 static enum ag_code read_secrets(struct config *config, struct ag_error *err)
 {
   enum ag_code code = AG_OK;
@@ -647,6 +717,8 @@ enum ag_code config_load(const char *path, struct config **out,
   code = apply_defaults(&state);
   if (code == AG_OK)
     code = validate(state.config, err);
+  if (code == AG_OK)
+    code = validate_claims(&state);
   if (code == AG_OK)
     code = mapping_validate(state.config, err);
   if (code == AG_OK)

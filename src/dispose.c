@@ -2,6 +2,7 @@
  * delete or keep it, as configured), or move it to the error folder with a
  * reason file. A remote file is never overwritten. */
 #include "agent_internal.h"
+#include "claim_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,13 @@ static enum ag_code move_without_overwrite(struct agent *agent,
   return ag_error_set(err, AG_EEXIST,
                       "'%s' and %d alternative names are all taken", planned,
                       MOVE_NAME_ATTEMPTS - 1);
+}
+
+enum ag_code dispose_move(struct agent *agent, const char *from,
+                          const char *planned, const char *tag, char **final,
+                          struct ag_error *err)
+{
+  return move_without_overwrite(agent, from, planned, tag, final, err);
 }
 
 static enum ag_code record_done(struct agent *agent, const char *rel,
@@ -240,13 +248,21 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
   char target[1024];
   char *source = NULL;
   bool hook_finished = false;
+  enum ag_code code = AG_OK;
 
-  /* The remote file stays in the inbox until the hook has succeeded. */
-  enum ag_code code = hook_run_pending(agent, rel, rel_len, record, summary,
-                                       &hook_finished, err);
+  /* A hook may run long or fail for hours, so a claimed file waits for it
+   * in the delivered folder, which other agents never return to the
+   * inbox. */
+  if (hook_is_pending(agent->config, record))
+    code = claim_stage_delivered(agent, rel, rel_len, record, err);
+
+  /* The remote file stays where it is until the hook has succeeded. */
+  if (code == AG_OK)
+    code = hook_run_pending(agent, rel, rel_len, record, summary,
+                            &hook_finished, err);
   if (code != AG_OK || !hook_finished)
     return code;
-  source = rpath_join(agent->config->inbox, rel, rel_len);
+  source = claim_source_path(agent->config, rel, rel_len, record);
   if (source == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   log_escape(shown, sizeof(shown), rel, rel_len);
@@ -268,6 +284,8 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
     }
     code = record_step_failure(agent, rel, rel_len, shown, record, &step_err,
                                summary, err);
+    if (code == AG_OK)
+      code = claim_stage_delivered(agent, rel, rel_len, record, err);
     goto out;
   }
 
@@ -301,7 +319,7 @@ enum ag_code dispose_resume(struct agent *agent, const char *rel,
   struct remote_entry entry;
   struct ag_error stat_err = {0};
   char shown[512];
-  char *source = rpath_join(agent->config->inbox, rel, rel_len);
+  char *source = claim_source_path(agent->config, rel, rel_len, record);
 
   if (source == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
@@ -384,7 +402,7 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
    * failed files in place; the manifest remembers them so they are not
    * taken again until they change. */
   if (config->on_success == ON_SUCCESS_MOVE) {
-    source = rpath_join(config->inbox, file->rel, file->rel_len);
+    source = claim_source_path(config, file->rel, file->rel_len, record);
     planned = rpath_join(config->error, file->rel, file->rel_len);
     if (source == NULL || planned == NULL) {
       code = ag_error_set(err, AG_ENOMEM, "out of memory");

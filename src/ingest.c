@@ -2,6 +2,7 @@
  * output, publish that, then hand over to the remote step. Each step is
  * recorded in the manifest only after it has happened. */
 #include "agent_internal.h"
+#include "claim_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,12 +70,13 @@ static void download_discard(struct download *download)
 /* Download the file into the state folder and finish its hash. */
 static enum ag_code download_file(struct agent *agent,
                                   const struct candidate *file,
+                                  const struct manifest_record *record,
                                   struct download *download,
                                   struct ag_error *err)
 {
   unsigned char digest[32];
   char *remote_path =
-      rpath_join(agent->config->inbox, file->rel, file->rel_len);
+      claim_source_path(agent->config, file->rel, file->rel_len, record);
   enum ag_code code = AG_OK;
 
   download->agent = agent;
@@ -306,7 +308,12 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     format_name = export_format_name(format);
 
   log_escape(shown, sizeof(shown), file->rel, file->rel_len);
-  enum ag_code code = start_record(agent, file, format_name, &record, err);
+  bool taken = false;
+  enum ag_code code =
+      claim_take(agent, file, &record.claim_path, &taken, summary, err);
+  if (code != AG_OK || !taken)
+    goto out;
+  code = start_record(agent, file, format_name, &record, err);
   if (code != AG_OK)
     goto out;
   const char *refusal = precheck(file, format, passthrough);
@@ -315,7 +322,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     goto out;
   }
 
-  if (download_file(agent, file, &download, &file_err) != AG_OK) {
+  if (download_file(agent, file, &record, &download, &file_err) != AG_OK) {
     if (download.cancelled) {
       /* download_discard() removes the partial copy, and the record stays
        * SEEN, so the next pass downloads the file from the start. */

@@ -835,6 +835,7 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->reason);
   free(record->hook_error);
   free(record->archive_error);
+  free(record->claim_path);
   memset(record, 0, sizeof(*record));
 }
 

@@ -12,10 +12,12 @@
  * output, archive_path, reason, hook_error or archive_error that is not
  * valid UTF-8 (a remote path in a legacy encoding) is stored as base64
  * under its name plus "_b64", because JSON strings must be UTF-8. Readers
- * ignore keys that they do not know.
+ * ignore keys that they do not know. A record of a claimed file also has
+ * "claim_path", stored like archive_path.
  * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
  * reads a record whose hook is pending and archives the file without
- * running the hook. */
+ * running the hook. Neither did claim_path, so an older agent looks for a
+ * claimed file in the inbox. */
 #include "manifest_internal.h"
 
 #include "agent/log.h"
@@ -96,6 +98,7 @@ char *manifest_record_encode(const struct manifest_record *record)
     ok = ok && set_field(object, "archive_attempts",
                          json_integer(record->archive_attempts));
   ok = ok && set_text_field(object, "archive_error", record->archive_error);
+  ok = ok && set_text_field(object, "claim_path", record->claim_path);
 
   if (ok)
     text = json_dumps(object, JSON_COMPACT);
@@ -344,6 +347,8 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
     code = read_text(object, "hook_error", &record->hook_error, problem);
   if (code == AG_OK)
     code = read_text(object, "archive_error", &record->archive_error, problem);
+  if (code == AG_OK)
+    code = read_text(object, "claim_path", &record->claim_path, problem);
   return code;
 }
 

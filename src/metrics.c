@@ -18,6 +18,7 @@ void metrics_add_pass(struct metrics *metrics,
     metrics->failed[i] += summary->failed_by_format[i];
   }
   metrics->duplicates += summary->duplicates;
+  metrics->claimed_elsewhere += summary->claimed_elsewhere;
   metrics->bytes += summary->bytes;
   metrics->polls++;
   if (code != AG_OK)
@@ -65,6 +66,10 @@ static void write_metrics(FILE *file, const struct metrics *metrics)
   write_counter(file, "files_duplicate_total",
                 "Identical re-uploads archived without a second delivery.",
                 metrics->duplicates);
+  write_counter(file, "files_claimed_elsewhere_total",
+                "Files that another agent on the same inbox claimed first "
+                "([remote] claim_dir).",
+                metrics->claimed_elsewhere);
   write_counter(file, "downloaded_bytes_total",
                 "Bytes downloaded from the SFTP server.", metrics->bytes);
   write_counter(file, "polls_total", "Passes over the inbox.", metrics->polls);

@@ -54,6 +54,9 @@ struct agent_summary {
   int64_t duration_ms;    /* how long the pass took, by the monotonic clock */
   int64_t last_success;   /* Unix seconds at the end of the last pass
                              without an error, this one included; 0 if none */
+
+  /* Files that another agent on the same inbox claimed first. */
+  size_t claimed_elsewhere;
 };
 
 /* Flags for agent_open(). */

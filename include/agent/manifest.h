@@ -57,6 +57,10 @@ struct manifest_record {
    * Records written before these fields existed read as 0 and NULL. */
   uint32_t archive_attempts; /* failed attempts at the remote step */
   char *archive_error;       /* why the last attempt failed, or NULL */
+  /* With [remote] claim_dir: the remote path of the file in the agent's
+   * claim folder, where it is downloaded and moved from. NULL when the
+   * file was taken from the inbox without a claim. */
+  char *claim_path;
 };
 
 struct manifest;

@@ -31,6 +31,9 @@ struct metrics {
   double poll_duration;     /* seconds the last pass took */
   uint64_t backlog;         /* files the last pass listed but did not take */
   uint64_t pending_archive; /* delivered files whose move failed last pass */
+
+  /* Files that another agent on the same inbox claimed first. */
+  uint64_t claimed_elsewhere;
 };
 
 /* Add one pass that ended with code to metrics. The counters grow by the

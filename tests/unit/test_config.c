@@ -1098,6 +1098,134 @@ static void test_hook_timeout_bounds(void **state)
                     "expected a whole number from 1 to 86400");
 }
 
+static void test_claim_defaults(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL, ""), AG_OK);
+  assert_null(f->config->claim_dir);
+  assert_int_equal(f->config->claim_timeout, 900);
+}
+
+static void test_claim_stored(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(
+      load_base(f, NULL,
+                "[remote]\nclaim_dir = /claims/\nclaim_timeout = 90\n"),
+      AG_OK);
+  assert_string_equal(f->config->claim_dir, "/claims");
+  assert_int_equal(f->config->claim_timeout, 90);
+}
+
+static void test_claim_dir_in_inbox(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\nclaim_dir = /export/claims\n",
+                    BASE_LINE_COUNT + 2,
+                    "claim_dir '/export/claims' is inside the inbox "
+                    "'/export'");
+}
+
+static void test_claim_dir_is_inbox(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\nclaim_dir = /export\n", BASE_LINE_COUNT + 2,
+                    "is inside the inbox");
+}
+
+static void test_claim_dir_in_archive(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\nclaim_dir = /archive/claims\n",
+                    BASE_LINE_COUNT + 2, "inside the archive or error folder");
+}
+
+static void test_claim_dir_beside_inbox(void **state)
+{
+  struct fixture *f = *state;
+
+  /* "/export-claims" shares a prefix with "/export" but is not inside. */
+  assert_int_equal(load_base(f, NULL, "[remote]\nclaim_dir = /export-claims\n"),
+                   AG_OK);
+}
+
+static void test_claim_needs_move(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\non_success = delete\nclaim_dir = /claims\n",
+                    BASE_LINE_COUNT + 3, "claim_dir needs on_success = move");
+}
+
+static void test_claim_timeout_short(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f,
+                    "[remote]\nclaim_dir = /claims\nclaim_timeout = 89\n"
+                    "[agent]\npoll_interval = 30\n",
+                    BASE_LINE_COUNT + 3,
+                    "claim_timeout = 89 is too short: it must be at least 3 "
+                    "times the longer of poll_interval and stable_seconds, "
+                    "here 90 s");
+}
+
+static void test_claim_timeout_at_minimum(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL,
+                             "[remote]\nclaim_dir = /claims\n"
+                             "claim_timeout = 90\n[agent]\npoll_interval = "
+                             "30\n"),
+                   AG_OK);
+}
+
+static void test_claim_timeout_settle(void **state)
+{
+  struct fixture *f = *state;
+
+  /* The settle wait counts like the poll interval. */
+  expect_line_error(f,
+                    "[remote]\nclaim_dir = /claims\nclaim_timeout = 200\n"
+                    "stable_seconds = 100\n",
+                    BASE_LINE_COUNT + 3, "here 300 s");
+}
+
+static void test_claim_default_timeout_short(void **state)
+{
+  struct fixture *f = *state;
+
+  /* The default timeout is reported on the line of claim_dir. */
+  expect_line_error(f,
+                    "[remote]\nclaim_dir = /claims\n[agent]\npoll_interval "
+                    "= 600\n",
+                    BASE_LINE_COUNT + 2,
+                    "claim_timeout = 900 (the default) is too short");
+}
+
+static void test_claim_timeout_without_dir(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\nclaim_timeout = 600\n", BASE_LINE_COUNT + 2,
+                    "claim_timeout is set but claim_dir is not");
+}
+
+static void test_claim_timeout_bounds(void **state)
+{
+  struct fixture *f = *state;
+
+  expect_line_error(f, "[remote]\nclaim_dir = /claims\nclaim_timeout = 9\n",
+                    BASE_LINE_COUNT + 3,
+                    "expected a whole number from 10 to 604800");
+}
+
 static void test_free_null(void **state)
 {
   (void)state;
@@ -1181,6 +1309,19 @@ int main(void)
       TEST(test_hook_relative_program),
       TEST(test_hook_unclosed_quote),
       TEST(test_hook_timeout_bounds),
+      TEST(test_claim_defaults),
+      TEST(test_claim_stored),
+      TEST(test_claim_dir_in_inbox),
+      TEST(test_claim_dir_is_inbox),
+      TEST(test_claim_dir_in_archive),
+      TEST(test_claim_dir_beside_inbox),
+      TEST(test_claim_needs_move),
+      TEST(test_claim_timeout_short),
+      TEST(test_claim_timeout_at_minimum),
+      TEST(test_claim_timeout_settle),
+      TEST(test_claim_default_timeout_short),
+      TEST(test_claim_timeout_without_dir),
+      TEST(test_claim_timeout_bounds),
       TEST(test_free_null),
   };
 

@@ -266,6 +266,38 @@ static void record_without_hook_fields(void **state)
   manifest_close(manifest);
 }
 
+/* The claim path round-trips, also when it is not UTF-8, and a record
+ * without one reads as NULL. */
+static void record_claim_path(void **state)
+{
+  const char *dir = *state;
+  struct manifest *manifest = open_ok(dir);
+  struct manifest_record in = {0};
+  struct manifest_record out = {0};
+
+  in.state = MANIFEST_SEEN;
+  in.claim_path = "/claims/0123456789abcdef0123456789abcdef/sub/x.xml";
+  put_ok(manifest, "sub/x.xml", 9, &in);
+  in.claim_path = "/claims/0123456789abcdef0123456789abcdef/caf\xe9.xml";
+  put_ok(manifest, "caf\xe9.xml", 8, &in);
+  in.claim_path = NULL;
+  put_ok(manifest, "plain.xml", 9, &in);
+  manifest = reopen(manifest, dir);
+
+  get_ok(manifest, "sub/x.xml", 9, &out);
+  assert_string_equal(out.claim_path,
+                      "/claims/0123456789abcdef0123456789abcdef/sub/x.xml");
+  manifest_record_clear(&out);
+  get_ok(manifest, "caf\xe9.xml", 8, &out);
+  assert_string_equal(out.claim_path,
+                      "/claims/0123456789abcdef0123456789abcdef/caf\xe9.xml");
+  manifest_record_clear(&out);
+  get_ok(manifest, "plain.xml", 9, &out);
+  assert_null(out.claim_path);
+  manifest_record_clear(&out);
+  manifest_close(manifest);
+}
+
 static void record_extreme_values(void **state)
 {
   const char *dir = *state;
@@ -912,6 +944,7 @@ int main(void)
       FOLDER_TEST(record_round_trip),
       FOLDER_TEST(record_hook_fields),
       FOLDER_TEST(record_without_hook_fields),
+      FOLDER_TEST(record_claim_path),
       FOLDER_TEST(record_extreme_values),
       FOLDER_TEST(record_every_state),
       FOLDER_TEST(record_replace),

@@ -91,6 +91,7 @@ static void test_add_passes(void **state)
   first.delivered_by_format[AGENT_FORMAT_XML] = 2;
   first.failed_by_format[AGENT_FORMAT_CSV] = 1;
   first.duplicates = 1;
+  first.claimed_elsewhere = 5;
   first.bytes = 1000;
   first.backlog = 4;
   first.pending_archive = 2;
@@ -99,6 +100,7 @@ static void test_add_passes(void **state)
   second.delivered_by_format[AGENT_FORMAT_XML] = 1;
   second.delivered_by_format[AGENT_FORMAT_JSON] = 3;
   second.bytes = 24;
+  second.claimed_elsewhere = 2;
   second.backlog = 1;
   second.duration_ms = 250;
   second.last_success = 1600000000;
@@ -111,6 +113,7 @@ static void test_add_passes(void **state)
   assert_int_equal(metrics.delivered[AGENT_FORMAT_CSV], 0);
   assert_int_equal(metrics.failed[AGENT_FORMAT_CSV], 1);
   assert_int_equal(metrics.duplicates, 1);
+  assert_int_equal(metrics.claimed_elsewhere, 7);
   assert_int_equal(metrics.bytes, 1024);
   assert_int_equal(metrics.polls, 2);
   assert_int_equal(metrics.poll_errors, 1);
@@ -132,6 +135,7 @@ static void test_write_values(void **state)
   metrics.delivered[AGENT_FORMAT_CSV] = 1;
   metrics.failed[AGENT_FORMAT_OTHER] = 4;
   metrics.duplicates = 5;
+  metrics.claimed_elsewhere = 8;
   metrics.bytes = 123456789012ULL;
   metrics.polls = 7;
   metrics.poll_errors = 1;
@@ -153,6 +157,7 @@ static void test_write_values(void **state)
   assert_line(text, "rossum_sftp_agent_files_failed_total{format=\"xml\"} 0");
   assert_line(text, "rossum_sftp_agent_files_failed_total{format=\"other\"} 4");
   assert_line(text, "rossum_sftp_agent_files_duplicate_total 5");
+  assert_line(text, "rossum_sftp_agent_files_claimed_elsewhere_total 8");
   assert_line(text, "rossum_sftp_agent_downloaded_bytes_total 123456789012");
   assert_line(text, "rossum_sftp_agent_polls_total 7");
   assert_line(text, "rossum_sftp_agent_poll_errors_total 1");
@@ -201,7 +206,7 @@ static void test_write_help_before_samples(void **state)
     assert_true(line[strlen(declared)] == ' ' || line[strlen(declared)] == '{');
     samples++;
   }
-  assert_int_equal(samples, 2 * AGENT_FORMAT_COUNT + 9);
+  assert_int_equal(samples, 2 * AGENT_FORMAT_COUNT + 10);
   free(text);
 }
 
