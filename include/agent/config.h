@@ -73,8 +73,8 @@ struct config {
   enum on_success on_success;
   int archive_alert_after; /* failed remote steps of one file before each
                               further failure is logged as an error */
-  char *claim_dir;   /* where several agents claim files, or NULL */
-  int claim_timeout; /* seconds of no heartbeat that mark it stopped */
+  char *claim_dir;         /* where several agents claim files, or NULL */
+  int claim_timeout;       /* seconds of no heartbeat that mark it stopped */
 
   /* [local] */
   char *state_dir;
