@@ -320,7 +320,7 @@ static int store_string(struct parse_state *state, const struct key_spec *spec,
                      "'%s' is empty; give a value or remove the "
                      "line",
                      spec->name);
-  if (spec->type == KEY_LOCAL_PATH && value[0] != '/')
+  if (spec->type == KEY_LOCAL_PATH && !plat_path_is_absolute(value))
     return set_error(state, "'%s' must be an absolute path, not '%s'",
                      spec->name, value);
   if (spec->type == KEY_REMOTE_PATH) {
@@ -686,7 +686,7 @@ enum ag_code config_load(const char *path, struct config **out,
     goto out;
   }
 
-  state.file = fopen(path, "r");
+  state.file = plat_fopen(path, "r");
   if (state.file == NULL) {
     code = ag_error_set(err, AG_ECONFIG,
                         "cannot read config file '%s': %s; give another one "

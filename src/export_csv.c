@@ -12,6 +12,7 @@
 #include "export_csv_internal.h"
 
 #include "agent/log.h"
+#include "agent/platform.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -449,7 +450,7 @@ enum ag_code export_parse_csv(const char *path,
     options = &defaults;
   char delimiter = delimiter_char(options->delimiter);
 
-  file = fopen(path, "rb");
+  file = plat_fopen(path, "rb");
   if (file == NULL) {
     code = ag_error_set(err, AG_ELOCAL, "open failed: %s", strerror(errno));
     goto done;

@@ -18,6 +18,7 @@
 #include "agent/export.h"
 
 #include "agent/log.h"
+#include "agent/platform.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -256,7 +257,7 @@ static enum ag_code load_document(struct json_parse *parse, const char *path,
   json_error_t error;
 
   *root = NULL;
-  input.file = fopen(path, "rb");
+  input.file = plat_fopen(path, "rb");
   if (input.file == NULL)
     return fail(parse, AG_ELOCAL, "open failed: %s", strerror(errno));
   if (fstat(fileno(input.file), &info) != 0) {

@@ -23,6 +23,7 @@
 #include "export_xml_internal.h"
 
 #include "agent/log.h"
+#include "agent/platform.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -489,7 +490,7 @@ enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,
   xmlSetStructuredErrorFunc(&parse, on_xml_error);
   xmlSetGenericErrorFunc(&parse, on_generic_error);
 
-  parse.file = fopen(path, "rb");
+  parse.file = plat_fopen(path, "rb");
   if (parse.file == NULL) {
     xml_fail(&parse, AG_ELOCAL, "open failed: %s", strerror(errno));
     goto done;

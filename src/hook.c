@@ -94,7 +94,7 @@ enum ag_code hook_split_command(const char *text, char ***words_out,
   if (count == 0)
     code = ag_error_set(err, AG_ECONFIG,
                         "[hook] exec is empty; give the program to run");
-  else if (words[0][0] != '/')
+  else if (!plat_path_is_absolute(words[0]))
     code = ag_error_set(err, AG_ECONFIG,
                         "[hook] exec must start with the absolute path of a "
                         "program, not '%s', because no PATH search is done",

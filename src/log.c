@@ -7,18 +7,14 @@
 #include "agent/utf8.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
-
-#define SYSLOG_IDENT "rossum-sftp-agent"
 
 /* Maximum size in bytes of a message after escaping, and of one line. */
 #define MESSAGE_SIZE 4096
@@ -50,6 +46,7 @@ static struct {
   int file_fd; /* the log file with LOG_TARGET_FILE, otherwise -1 */
   char *file_path;
   bool syslog_open;
+  int system_copy_level; /* copy to the system log up to this level, or -1 */
   unsigned max_repeats;
   int64_t window_ms;
   struct repeat_slot slots[REPEAT_SLOTS];
@@ -60,19 +57,17 @@ static struct {
     .target = LOG_TARGET_STDERR,
     .journal = -1,
     .file_fd = -1,
+    .system_copy_level = -1,
     .max_repeats = DEFAULT_MAX_REPEATS,
     .window_ms = DEFAULT_WINDOW_MS,
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* ---- Operating-system services ----
- * NOTE: these use POSIX calls (syslog(3), open(2), fstat(2), isatty(3)).
- * The Windows build needs its own versions (event log, _open, _isatty). */
+/* ---- Operating-system services ---- */
 
-/* syslog(3) priorities, which the journal's "<N>" prefixes share. */
-static const int level_priorities[] = {LOG_ERR, LOG_WARNING, LOG_INFO,
-                                       LOG_DEBUG};
+/* syslog(3) severities, which the journal's "<N>" prefixes share. */
+static const int level_priorities[] = {3, 4, 6, 7};
 
 /* Return whether JOURNAL_STREAM contains the device and inode of stderr.
  * Comparing both matters: a child process can inherit the variable after
@@ -99,36 +94,24 @@ static bool stderr_is_journal(void)
 
 static bool stderr_is_terminal(void)
 {
-  return isatty(STDERR_FILENO) == 1;
-}
-
-/* Open path for appending. The mode lets the owner's group read it. */
-static int open_log_file(const char *path)
-{
-  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-}
-
-static void close_log_file(int fd)
-{
-  close(fd);
+  return plat_is_terminal(stderr);
 }
 
 static void open_syslog(void)
 {
-  /* LOG_NDELAY connects now, before a sandbox could block the socket. */
-  openlog(SYSLOG_IDENT, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+  plat_system_log_open();
   logger.syslog_open = true;
 }
 
 static void close_syslog(void)
 {
-  closelog();
+  plat_system_log_close();
   logger.syslog_open = false;
 }
 
 static void write_syslog(enum log_level level, const char *text)
 {
-  syslog(level_priorities[level], "%s", text);
+  plat_system_log_write(level_priorities[level], text);
 }
 
 /* ---- Line assembly ---- */
@@ -149,15 +132,15 @@ static void append(char *buf, size_t size, size_t *len, const char *text)
 /* Format the current UTC time as "2024-05-01T12:00:00.123Z". */
 static void format_stamp(char *out, size_t size)
 {
-  struct timespec now;
+  int64_t now_ms = plat_wall_time_ms();
+  time_t seconds = (time_t)(now_ms / 1000);
   struct tm utc;
 
   out[0] = '\0';
-  if (clock_gettime(CLOCK_REALTIME, &now) != 0 ||
-      gmtime_r(&now.tv_sec, &utc) == NULL)
+  if (gmtime_r(&seconds, &utc) == NULL)
     return;
   size_t len = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &utc);
-  snprintf(out + len, size - len, ".%03dZ", (int)(now.tv_nsec / 1000000));
+  snprintf(out + len, size - len, ".%03dZ", (int)(now_ms % 1000));
 }
 
 /* Copy text into out, with control characters and DEL as \xHH. A cut
@@ -263,6 +246,12 @@ static bool write_file(enum log_level level, const char *text)
 
 static void emit(enum log_level level, const char *text)
 {
+  if (logger.target != LOG_TARGET_SYSLOG &&
+      (int)level <= logger.system_copy_level) {
+    if (!logger.syslog_open)
+      open_syslog();
+    write_syslog(level, text);
+  }
   switch (logger.target) {
   case LOG_TARGET_SYSLOG:
     write_syslog(level, text);
@@ -390,7 +379,7 @@ int log_enabled(enum log_level level)
 static void close_target(void)
 {
   if (logger.file_fd >= 0)
-    close_log_file(logger.file_fd);
+    plat_close_log(logger.file_fd);
   logger.file_fd = -1;
   free(logger.file_path);
   logger.file_path = NULL;
@@ -401,12 +390,12 @@ static void close_target(void)
 static enum ag_code use_file(const char *path, struct ag_error *err)
 {
   char *copy = strdup(path);
-  int fd = open_log_file(path);
+  int fd = plat_open_log(path);
   int saved_errno = errno;
 
   if (copy == NULL || fd < 0) {
     if (fd >= 0)
-      close_log_file(fd);
+      plat_close_log(fd);
     free(copy);
     if (copy == NULL)
       return ag_error_set(err, AG_ENOMEM, "out of memory");
@@ -448,13 +437,13 @@ enum ag_code log_reopen(struct ag_error *err)
   if (logger.target != LOG_TARGET_FILE || logger.file_path == NULL)
     return AG_OK;
 
-  int fd = open_log_file(logger.file_path);
+  int fd = plat_open_log(logger.file_path);
   if (fd < 0)
     return ag_error_set(err, AG_ELOCAL,
                         "cannot reopen log file '%s': %s; logging continues "
                         "into the old file",
                         logger.file_path, strerror(errno));
-  close_log_file(logger.file_fd);
+  plat_close_log(logger.file_fd);
   logger.file_fd = fd;
   return AG_OK;
 }
@@ -465,6 +454,12 @@ void log_close(void)
   log_set_status_line(NULL);
   close_target();
   logger.target = LOG_TARGET_STDERR;
+  logger.system_copy_level = -1;
+}
+
+void log_copy_to_system_log(enum log_level level)
+{
+  logger.system_copy_level = (int)level;
 }
 
 void log_set_rate_limit(unsigned max_repeats, int64_t window_ms)

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libxml/parser.h>
 #include <openssl/crypto.h>
@@ -15,7 +14,11 @@
 #include "agent/error.h"
 #include "agent/log.h"
 #include "agent/metrics.h"
+#include "agent/platform.h"
 #include "agent/progress.h"
+#ifdef _WIN32
+#include "agent/service.h"
+#endif
 
 enum exit_code {
   EXIT_FILES_FAILED = 1,
@@ -45,6 +48,13 @@ static void usage(FILE *out)
           "  sync     run one pass: take every stable file, then exit\n"
           "  run      run as a service: a pass every poll_interval seconds\n"
           "           until SIGTERM or SIGINT; SIGHUP reloads the config\n"
+#ifdef _WIN32
+          "  install    register the Windows service (run as an\n"
+          "             administrator); -c sets the config it uses\n"
+          "  uninstall  remove the Windows service; data and config stay\n"
+          "  service    the entry point that the Service Control Manager\n"
+          "             starts; not for use from a console\n"
+#endif
           "  check    validate the config, the server and the folders\n"
           "  status   summarize the manifest: counts, the last successful\n"
           "           poll, its backlog and the failed files\n"
@@ -80,7 +90,7 @@ static void usage(FILE *out)
           "  4  local failure (state store, disk)\n"
           "  5  another agent holds the state folder's lock\n"
           "  6  the manifest is missing although earlier runs left state\n",
-          CONFIG_DEFAULT_PATH);
+          plat_default_config_path());
 }
 
 /* Take a word that is not an option: the command, then the NAME of retry
@@ -110,7 +120,7 @@ static int parse_arguments(int argc, char **argv, struct options *opts)
 {
   bool options_ended = false;
 
-  opts->config_path = CONFIG_DEFAULT_PATH;
+  opts->config_path = plat_default_config_path();
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (options_ended) {
@@ -183,11 +193,10 @@ static void write_metrics(const struct config *config,
              err.message);
 }
 
-/* Return whether a person watches: stdout and stderr are terminals.
- * NOTE: isatty() is POSIX; the Windows front end needs _isatty(). */
+/* Return whether a person watches: stdout and stderr are terminals. */
 static bool on_terminal(void)
 {
-  return isatty(STDOUT_FILENO) == 1 && isatty(STDERR_FILENO) == 1;
+  return plat_is_terminal(stdout) && plat_is_terminal(stderr);
 }
 
 static int run_sync(const struct config *config, const struct options *opts,
@@ -336,6 +345,7 @@ int main(int argc, char **argv)
    * users can create on Windows. */
   OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
   xmlInitParser();
+  plat_init_process(&argc, &argv);
 
   int status = parse_arguments(argc, argv, &opts);
   if (status != 0)
@@ -352,6 +362,14 @@ int main(int argc, char **argv)
     return EXIT_USAGE;
   if (strcmp(opts.command, "run") == 0)
     return run_service(&opts);
+#ifdef _WIN32
+  if (strcmp(opts.command, "install") == 0)
+    return service_install(opts.config_path);
+  if (strcmp(opts.command, "uninstall") == 0)
+    return service_uninstall();
+  if (strcmp(opts.command, "service") == 0)
+    return service_start(opts.config_path, opts.verbose != 0);
+#endif
   if (strcmp(opts.command, "sync") != 0 && strcmp(opts.command, "check") != 0 &&
       strcmp(opts.command, "status") != 0 &&
       strcmp(opts.command, "retry") != 0 &&

@@ -156,7 +156,7 @@ static enum ag_code read_marker(struct manifest *manifest, bool *present,
                                 struct ag_error *err)
 {
   char text[64];
-  FILE *file = fopen(manifest->marker_path, "rb");
+  FILE *file = plat_fopen(manifest->marker_path, "rb");
 
   *present = false;
   if (file == NULL && errno == ENOENT)
@@ -191,84 +191,36 @@ static enum ag_code read_marker(struct manifest *manifest, bool *present,
   return AG_OK;
 }
 
-/* Sync a folder so that a rename inside it survives a crash. */
-static bool sync_folder(const char *dir)
-{
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd < 0)
-    return false;
-  bool ok = fsync(fd) == 0;
-  int saved_errno = errno;
-  close(fd);
-  errno = saved_errno;
-  return ok;
-}
-
 /* Write text to the marker atomically and durably: a temporary file that is
- * synced and renamed onto the marker, then a sync of the state folder.
- * NOTE: POSIX calls (open, fsync, rename, a synced folder). The Windows
- * port replaces them with plat_create_temp, plat_sync_close and
- * plat_replace. */
+ * synced and renamed onto the marker, then a sync of the state folder. */
 static enum ag_code write_marker_file(struct manifest *manifest,
                                       const char *text, struct ag_error *err)
 {
-  char *temp_path = join_path(manifest->state_dir, MARKER_FILE ".tmp");
-  const char *step = NULL;
-  const char *step_path = NULL;
-  enum ag_code code = AG_OK;
-  int fd = -1;
+  struct ag_error step = {0};
+  FILE *file = NULL;
+  char *temp_path = NULL;
 
-  if (temp_path == NULL)
-    return fail_nomem(err, "writing the agent-id marker");
-  step_path = temp_path;
+  enum ag_code code = plat_create_temp(manifest->state_dir, MARKER_FILE, &file,
+                                       &temp_path, &step);
+  if (code == AG_OK) {
+    /* plat_sync_close() reports a failed write and closes in every case. */
+    fputs(text, file);
+    code = plat_sync_close(file, temp_path, &step);
+  }
+  if (code == AG_OK)
+    code = plat_replace(temp_path, manifest->marker_path, &step);
 
-  fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    step = "create";
-    goto done;
-  }
-  if (!plat_write_all(fd, text, strlen(text))) {
-    step = "write";
-    goto done;
-  }
-  if (fsync(fd) != 0) {
-    step = "sync";
-    goto done;
-  }
-  int closed = close(fd);
-  fd = -1;
-  if (closed != 0) {
-    step = "close";
-    goto done;
-  }
-
-  if (rename(temp_path, manifest->marker_path) != 0) {
-    step = "rename";
-    goto done;
-  }
-  if (!sync_folder(manifest->state_dir)) {
-    step = "sync";
-    step_path = manifest->state_dir;
-  }
-
-done:
-  if (step != NULL) {
-    int saved_errno = errno;
-
-    code = ag_error_set(err, AG_ELOCAL,
-                        "failed to %s '%s' while writing marker '%s': %s. "
-                        "Check that the state folder is writable and its "
-                        "file system has free space.",
-                        step, step_path, manifest->marker_path,
-                        strerror(saved_errno));
-  }
-  if (fd >= 0)
-    close(fd);
-  if (code != AG_OK)
-    unlink(temp_path);
+  if (code == AG_ENOMEM)
+    fail_nomem(err, "writing the agent-id marker");
+  else if (code != AG_OK)
+    ag_error_set(err, AG_ELOCAL,
+                 "failed to write marker '%s': %s. Check that the state "
+                 "folder is writable and its file system has free space.",
+                 manifest->marker_path, step.message);
+  if (code != AG_OK && temp_path != NULL)
+    plat_remove(temp_path);
   free(temp_path);
-  return code;
+  return code == AG_OK ? AG_OK : err->code;
 }
 
 /* Create the marker with a new random agent id. */
@@ -1014,9 +966,8 @@ static enum ag_code rename_aside(const char *path, const char *suffix,
   if (target == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   snprintf(target, size, "%s%s", path, suffix);
-  if (rename(path, target) != 0 && errno != ENOENT)
-    code = ag_error_set(err, AG_ELOCAL, "cannot rename '%s' to '%s': %s", path,
-                        target, strerror(errno));
+  if (plat_exists(path) != 0)
+    code = plat_replace(path, target, err);
   free(target);
   return code;
 }
@@ -1028,6 +979,7 @@ enum ag_code manifest_set_aside(const char *state_dir, struct ag_error *err)
   char *lock_path = join_path(state_dir, MANIFEST_FILE "-lock");
   char *marker_path = join_path(state_dir, MARKER_FILE);
   enum ag_code code = AG_OK;
+  int error = 0;
 
   if (db_path == NULL || lock_path == NULL || marker_path == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
@@ -1037,9 +989,11 @@ enum ag_code manifest_set_aside(const char *state_dir, struct ag_error *err)
   code = rename_aside(db_path, suffix, err);
   if (code == AG_OK)
     code = rename_aside(lock_path, suffix, err);
-  if (code == AG_OK && unlink(marker_path) != 0 && errno != ENOENT)
+  if (code == AG_OK)
+    error = plat_unlink(marker_path);
+  if (error != 0 && error != ENOENT)
     code = ag_error_set(err, AG_ELOCAL, "cannot remove '%s': %s", marker_path,
-                        strerror(errno));
+                        strerror(error));
 
 out:
   free(db_path);

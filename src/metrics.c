@@ -106,16 +106,17 @@ static void write_metrics(FILE *file, const struct metrics *metrics)
 static enum ag_code split_path(const char *path, char **dir, char **prefix,
                                struct ag_error *err)
 {
-  const char *slash = strrchr(path, '/');
-  const char *base = slash != NULL ? slash + 1 : path;
+  const char *base = plat_path_base(path);
+  size_t dir_len = (size_t)(base - path);
   size_t prefix_size = strlen(base) + 2;
 
-  if (slash == NULL)
+  /* dir keeps the separator only when it is the root ("/" or "C:\"). */
+  if (dir_len == 0)
     *dir = strdup(".");
-  else if (slash == path)
-    *dir = strdup("/");
+  else if (dir_len == 1 || (dir_len > 1 && path[dir_len - 2] == ':'))
+    *dir = strndup(path, dir_len);
   else
-    *dir = strndup(path, (size_t)(slash - path));
+    *dir = strndup(path, dir_len - 1);
   *prefix = malloc(prefix_size);
   if (*dir == NULL || *prefix == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");

@@ -35,7 +35,7 @@ static bool is_unsafe_ascii(unsigned char byte)
 {
   if (byte < 0x20 || byte == 0x7F)
     return true;
-  return strchr("/\\:*?\"<>|%", byte) != NULL && byte != '\0';
+  return strchr("/\\:*?\"<>|%~", byte) != NULL && byte != '\0';
 }
 
 /* Return whether the digit after "COM" or "LPT" at s makes a device name.
@@ -101,15 +101,19 @@ static bool is_reserved_windows_name(const unsigned char *name, size_t len)
 /* Write the escaped form of rel into out, which has room for at least
  * 3 * rel_len bytes. Returns the length written. Stores in *cut the length
  * of the longest prefix of whole characters and escapes that fits in
- * LOCAL_NAME_MAX bytes. */
+ * LOCAL_NAME_MAX bytes, and in *has_case whether a character kept as it is
+ * has a case that a case-insensitive file system ignores: an ASCII capital
+ * or any non-ASCII character, because telling the case of those needs the
+ * Unicode tables. */
 static size_t escape_name(const unsigned char *rel, size_t rel_len, char *out,
-                          size_t *cut)
+                          size_t *cut, bool *has_case)
 {
   bool reserved = is_reserved_windows_name(rel, rel_len);
   size_t used = 0;
   size_t i = 0;
 
   *cut = 0;
+  *has_case = false;
   while (i < rel_len) {
     size_t seq = utf8_sequence_length(rel + i, rel_len - i);
     bool first = i == 0;
@@ -122,11 +126,13 @@ static size_t escape_name(const unsigned char *rel, size_t rel_len, char *out,
     } else if (seq > 1) {
       memcpy(out + used, rel + i, seq);
       used += seq;
+      *has_case = true;
     } else if (is_unsafe_ascii(byte) || (first && (byte == '.' || reserved)) ||
                (last && (byte == '.' || byte == ' '))) {
       used += put_escape(out + used, byte);
     } else {
       out[used++] = (char)byte;
+      *has_case = *has_case || (byte >= 'A' && byte <= 'Z');
     }
     i += seq;
     if (used <= LOCAL_NAME_MAX)
@@ -160,6 +166,7 @@ char *names_local_file(const void *rel, size_t rel_len, const char *suffix)
   char *escaped = NULL;
   char *result = NULL;
   size_t cut = 0;
+  bool has_case = false;
 
   if (rel_len > (SIZE_MAX - suffix_len - HASH_TAIL_LEN - 1) / 3)
     return NULL;
@@ -167,11 +174,14 @@ char *names_local_file(const void *rel, size_t rel_len, const char *suffix)
   if (escaped == NULL)
     return NULL;
 
-  size_t used = escape_name(rel, rel_len, escaped, &cut);
+  size_t used = escape_name(rel, rel_len, escaped, &cut, &has_case);
 
   /* A shortened name ends in a hash of the whole path, so two long paths
-   * that share the first 200 bytes still get different names. */
-  if (used > LOCAL_NAME_MAX) {
+   * that share the first 200 bytes still get different names. A name with
+   * letters whose case matters gets the same tail, so "A.xml" and "a.xml"
+   * of the same content stay two files on NTFS, where names that differ
+   * only in case are the same file. cut equals used when nothing is cut. */
+  if (used > LOCAL_NAME_MAX || has_case) {
     if (!put_hash_tail(escaped + cut, rel, rel_len))
       goto done;
     used = cut + HASH_TAIL_LEN;

@@ -93,7 +93,7 @@ static enum ag_code write_copy(FILE *file, const char *temp_path,
                                const void *ctx, struct ag_error *err)
 {
   const struct copy_source *source = ctx;
-  FILE *in = fopen(source->path, "rb");
+  FILE *in = plat_fopen(source->path, "rb");
   char *block = malloc(COPY_BLOCK_SIZE);
   uint64_t copied = 0;
   enum ag_code code = AG_OK;

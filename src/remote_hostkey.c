@@ -3,6 +3,7 @@
 #include "remote_internal.h"
 
 #include "agent/log.h"
+#include "agent/platform.h"
 
 #include <openssl/evp.h>
 
@@ -209,7 +210,7 @@ static enum ag_code load_known_hosts(struct remote_known_hosts *known,
   if (line == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory reading known_hosts");
 
-  file = fopen(path, "r");
+  file = plat_fopen(path, "r");
   if (file == NULL) {
     code = ag_error_set(err, AG_EHOSTKEY,
                         "cannot open known_hosts file '%s': %s. Check the "

@@ -9,7 +9,6 @@
  * UTF-8 for any key and turns back into the exact bytes. */
 #include "agent_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,7 +481,7 @@ static bool is_request_name(const char *name)
 static enum ag_code list_requests(const char *dir, struct request_names *list,
                                   struct ag_error *err)
 {
-  DIR *folder = opendir(dir);
+  struct plat_dir *folder = plat_dir_open(dir);
   enum ag_code code = AG_OK;
 
   list->names = NULL;
@@ -496,18 +495,18 @@ static enum ag_code list_requests(const char *dir, struct request_names *list,
   if (list->names == NULL)
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
 
-  for (struct dirent *entry = readdir(folder);
-       code == AG_OK && entry != NULL && list->count < REQUESTS_PER_PASS_MAX;
-       entry = readdir(folder)) {
-    if (!is_request_name(entry->d_name))
+  for (const char *name = plat_dir_next(folder);
+       code == AG_OK && name != NULL && list->count < REQUESTS_PER_PASS_MAX;
+       name = plat_dir_next(folder)) {
+    if (!is_request_name(name))
       continue;
-    list->names[list->count] = strdup(entry->d_name);
+    list->names[list->count] = strdup(name);
     if (list->names[list->count] == NULL)
       code = ag_error_set(err, AG_ENOMEM, "out of memory");
     else
       list->count++;
   }
-  closedir(folder);
+  plat_dir_close(folder);
   if (code != AG_OK)
     free_names(list);
   else
@@ -519,7 +518,7 @@ static enum ag_code list_requests(const char *dir, struct request_names *list,
 static enum ag_code read_small_file(const char *path, char **text_out,
                                     size_t *len_out, struct ag_error *err)
 {
-  FILE *file = fopen(path, "rb");
+  FILE *file = plat_fopen(path, "rb");
   char *text = NULL;
 
   *text_out = NULL;
@@ -631,10 +630,11 @@ static enum ag_code process_request_file(struct agent *agent, const char *dir,
   else if (code != AG_OK)
     log_error("%s request '%s' failed: %s", action_names[request.action], path,
               request_err.message);
-  if (remove(path) != 0 && errno != ENOENT)
+  int error = plat_unlink(path);
+  if (error != 0 && error != ENOENT)
     log_error("cannot remove request file '%s': %s; the request is carried "
               "out again next pass",
-              path, strerror(errno));
+              path, strerror(error));
   code = AG_OK;
 
 out:

@@ -13,6 +13,8 @@
 #include "agent/error.h"
 #include "agent/log.h"
 
+/* The default config file on POSIX; plat_default_config_path() returns the
+ * one of the running platform. */
 #define CONFIG_DEFAULT_PATH "/etc/rossum-sftp-agent/agent.conf"
 #define CONFIG_MAX_PATTERNS 32
 #define CONFIG_MAX_MAPPINGS 256

@@ -13,7 +13,8 @@
  *   time, because the journal stamps lines itself. systemd sets
  *   JOURNAL_STREAM to "<device>:<inode>" of that stream in decimal
  *   (systemd.exec(5)), and the agent compares it with stderr.
- * - syslog: syslog(3) with facility daemon and the same priorities.
+ * - syslog: syslog(3) with facility daemon and the same priorities, or on
+ *   Windows the Application event log (agent/platform.h).
  * - file: appended to a file, with UTC ISO-8601 times. log_reopen()
  *   switches to a new file at the same path after logrotate renamed it.
  *
@@ -68,6 +69,12 @@ enum ag_code log_reopen(struct ag_error *err);
 /* Write the pending repeat counts, close the log file or the syslog
  * connection, remove the status line and go back to stderr. */
 void log_close(void);
+
+/* Also write every message at level or a more severe one to the system
+ * log (syslog, or the Event Log on Windows), whatever the target is. The
+ * Windows service uses it, so that its warnings and errors reach the Event
+ * Viewer while the log file keeps every line. log_close() ends the copy. */
+void log_copy_to_system_log(enum log_level level);
 
 /* Write at most max_repeats copies of the same message per window_ms
  * milliseconds. max_repeats 0 turns the limit off. Forgets the repeats

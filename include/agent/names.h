@@ -17,15 +17,25 @@
  *
  * Escaping is '%' followed by two uppercase hex digits, and it is
  * reversible. It applies to '/', '\\', ':', '*', '?', '"', '<', '>', '|',
- * '%', control characters, DEL, bytes that are not valid UTF-8, a leading
- * '.', a trailing '.' or ' ' of the whole name, and the first character of
- * a name whose part before the first '.', without trailing spaces, is
- * reserved on Windows (CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9, and COM or
- * LPT followed by a superscript 1, 2 or 3, in any case). Valid non-ASCII
- * UTF-8 is kept.
- * A result longer than 200 bytes (before the suffix) is cut at a character
- * boundary and gets the first 16 hex digits of the SHA-256 of the full
- * relative path appended, so it stays unique. */
+ * '%', '~', control characters, DEL, bytes that are not valid UTF-8, a
+ * leading '.', a trailing '.' or ' ' of the whole name, and the first
+ * character of a name whose part before the first '.', without trailing
+ * spaces, is reserved on Windows (CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9,
+ * and COM or LPT followed by a superscript 1, 2 or 3, in any case). Valid
+ * non-ASCII UTF-8 is kept.
+ *
+ * The escaped name then gets a tail of '~' and the first 16 hex digits of
+ * the SHA-256 of the full relative path in two cases:
+ * - It is longer than 200 bytes. It is cut at a character boundary before
+ *   the tail, so it stays unique but can no longer be decoded.
+ * - It keeps an ASCII capital or a non-ASCII character, whose case a
+ *   case-insensitive file system (NTFS, SMB shares) ignores. Two paths
+ *   that differ only in case then still give two names, also when their
+ *   content and so the caller's suffix are the same.
+ * Because '~' in the path itself is escaped, the tail is always the first
+ * literal '~' of the name, and in a name that was not cut the part before
+ * it decodes to the path. Two tailed names can only collide when 64 bits
+ * of SHA-256 do. */
 char *names_local_file(const void *rel, size_t rel_len, const char *suffix);
 
 /* Return a malloc'd UTF-8 copy of name in which every byte that is not

@@ -5,7 +5,9 @@
  * and STOPPING=1. src/posix/notify_posix.c uses libsystemd when the build
  * found it and otherwise sends the datagrams itself. Every function does
  * nothing and returns 0 when NOTIFY_SOCKET is not set, so the service also
- * runs outside systemd. */
+ * runs outside systemd. On Windows (src/win/notify_win.c), readiness and
+ * the start of shutdown go to the Service Control Manager when the
+ * process runs as a service, and the rest does nothing. */
 #ifndef AGENT_NOTIFY_H
 #define AGENT_NOTIFY_H
 

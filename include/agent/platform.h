@@ -17,6 +17,9 @@ int64_t plat_monotonic_ms(void);
 /* Seconds since the Unix epoch, wall clock. */
 int64_t plat_wall_time(void);
 
+/* Milliseconds since the Unix epoch, wall clock. */
+int64_t plat_wall_time_ms(void);
+
 /* Sleep for ms milliseconds. */
 void plat_sleep_ms(int64_t ms);
 
@@ -82,6 +85,44 @@ enum ag_code plat_read_secret(const char *path, char **secret_out,
  * the fix. */
 enum ag_code plat_check_private_file(const char *path, struct ag_error *err);
 
+/* Open path like fopen() with mode, where path is UTF-8 on every platform
+ * (Windows converts it to UTF-16) and the file is not inherited by child
+ * processes. Returns NULL with errno set on failure, ENOENT for a missing
+ * file. */
+FILE *plat_fopen(const char *path, const char *mode);
+
+/* Store the size in bytes of the file at path in *size_out. Returns 0, or
+ * an errno value (ENOENT when the file is missing). */
+int plat_file_size(const char *path, int64_t *size_out);
+
+/* Remove the file at path. Returns 0, or an errno value (ENOENT when it
+ * was missing). */
+int plat_unlink(const char *path);
+
+/* Return whether path is absolute: it starts with '/' on POSIX, and with
+ * a drive letter and a separator ("C:\", "C:/") or two separators (a UNC
+ * path) on Windows. */
+bool plat_path_is_absolute(const char *path);
+
+/* Return a pointer to the last component of path, after its last
+ * separator ('/', on Windows also '\\' and a drive's ':'), or path itself
+ * when it has none. */
+const char *plat_path_base(const char *path);
+
+/* A folder being listed. */
+struct plat_dir;
+
+/* Open the folder at path for plat_dir_next(). Returns NULL with errno
+ * set on failure, ENOENT when the folder is missing. */
+struct plat_dir *plat_dir_open(const char *path);
+
+/* Return the name (UTF-8) of the next entry, skipping "." and "..", or
+ * NULL after the last one. The name stays valid until the next call. */
+const char *plat_dir_next(struct plat_dir *dir);
+
+/* Close a listing. Accepts NULL. */
+void plat_dir_close(struct plat_dir *dir);
+
 /* Overwrite len bytes at p with zeros in a way the compiler keeps. */
 void plat_wipe(void *p, size_t len);
 
@@ -102,6 +143,47 @@ enum ag_code plat_lock(const char *path, struct plat_lock **lock_out,
 
 /* Release and free a lock. Accepts NULL. */
 void plat_unlock(struct plat_lock *lock);
+
+/* ---- The process and its terminal ---- */
+
+/* Prepare the process at the start of main(). On Windows, replace *argc
+ * and *argv with the command line in UTF-8, whatever the ANSI code page,
+ * and let the console show UTF-8 output. Nothing on POSIX. */
+void plat_init_process(int *argc, char ***argv);
+
+/* Return the default config file: /etc/rossum-sftp-agent/agent.conf on
+ * POSIX, and agent.conf in the folder rossum-sftp-agent below
+ * %ProgramData% (usually C:\ProgramData) on Windows. */
+const char *plat_default_config_path(void);
+
+/* Return this process's id. */
+long plat_process_id(void);
+
+/* Return whether stream is a terminal (a console on Windows). */
+bool plat_is_terminal(FILE *stream);
+
+/* ---- Log targets ---- */
+
+/* Open path for appending log lines, creating it when missing (readable by
+ * the owner's group on POSIX). Returns a descriptor for plat_write_all()
+ * and plat_close_log(), or -1 with errno set. Another program may rename
+ * or delete the file while it is open, so that log rotation works. */
+int plat_open_log(const char *path);
+
+/* Close a descriptor from plat_open_log(). */
+void plat_close_log(int fd);
+
+/* Open the system log: syslog(3) with facility daemon on POSIX, the
+ * Application event log with the source "rossum-sftp-agent" on Windows. */
+void plat_system_log_open(void);
+
+/* Write one message to the system log at a syslog severity: 3 error,
+ * 4 warning, 6 informational, 7 debug. Windows maps these to the event
+ * types error, warning and information. Opens the log when needed. */
+void plat_system_log_write(int severity, const char *text);
+
+/* Close the system log. Accepts a log that is not open. */
+void plat_system_log_close(void);
 
 /* ---- Running the post-delivery hook ---- */
 
@@ -152,7 +234,11 @@ struct plat_hook_watch {
  * Returns AG_OK once the process ran and ended, whatever its outcome.
  * Errors: AG_ELOCAL when it cannot be started (the program is missing or
  * not executable, or no pipe or process is available), with a message
- * naming argv[0]; AG_ENOMEM. */
+ * naming argv[0]; AG_ENOMEM.
+ *
+ * Windows has no signals: src/win/process_win.c runs the hook in a job
+ * object, sends CTRL_BREAK_EVENT in place of SIGTERM and ends the whole job
+ * in place of SIGKILL, and stdin comes from NUL. */
 enum ag_code plat_run_hook(const char *const argv[], int timeout_s,
                            const struct plat_hook_watch *watch,
                            struct plat_hook_result *out, struct ag_error *err);

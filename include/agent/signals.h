@@ -1,11 +1,11 @@
 /* Stop and reload requests from the operating system to the service.
  *
  * On POSIX, SIGTERM and SIGINT request a stop and SIGHUP a config reload.
- * The handlers only record the request; the service loop reads it with the
- * functions below. src/posix/ implements this header.
- * TODO: Windows builds need src/win/ implementations of this header and
- * of agent/notify.h that map console and service control events to the
- * same requests. */
+ * On Windows, Ctrl+C, Ctrl+Break, closing the console and the Service
+ * Control Manager's STOP and SHUTDOWN request a stop, and its PARAMCHANGE
+ * a reload. The handlers only record the request; the service loop reads
+ * it with the functions below. src/posix/ and src/win/ implement this
+ * header. */
 #ifndef AGENT_SIGNALS_H
 #define AGENT_SIGNALS_H
 
@@ -28,7 +28,8 @@ void signals_restore(void);
 bool signals_stop_requested(void);
 
 /* Return the name of the signal that requested the stop, such as
- * "SIGTERM", or "no signal" when no stop was requested. */
+ * "SIGTERM" (on Windows the event or control, such as "CTRL_C_EVENT" or
+ * "SERVICE_CONTROL_STOP"), or "no signal" when no stop was requested. */
 const char *signals_stop_name(void);
 
 /* Return whether a reload was requested since the last call, and clear the

@@ -393,3 +393,86 @@ int plat_glob_match(const char *pattern, const char *name)
 {
   return fnmatch(pattern, name, FNM_CASEFOLD) == 0;
 }
+
+int64_t plat_wall_time_ms(void)
+{
+  struct timespec now;
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+FILE *plat_fopen(const char *path, const char *mode)
+{
+  char flags[16];
+
+  /* glibc's 'e' flag opens with O_CLOEXEC. */
+  snprintf(flags, sizeof(flags), "%se", mode);
+  return fopen(path, flags);
+}
+
+int plat_file_size(const char *path, int64_t *size_out)
+{
+  struct stat info;
+
+  *size_out = 0;
+  if (stat(path, &info) != 0)
+    return errno;
+  *size_out = (int64_t)info.st_size;
+  return 0;
+}
+
+int plat_unlink(const char *path)
+{
+  return unlink(path) == 0 ? 0 : errno;
+}
+
+bool plat_path_is_absolute(const char *path)
+{
+  return path[0] == '/';
+}
+
+const char *plat_path_base(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+
+  return slash != NULL ? slash + 1 : path;
+}
+
+struct plat_dir {
+  DIR *handle;
+};
+
+struct plat_dir *plat_dir_open(const char *path)
+{
+  struct plat_dir *dir = malloc(sizeof(*dir));
+
+  if (dir == NULL)
+    return NULL;
+  dir->handle = opendir(path);
+  if (dir->handle == NULL) {
+    int saved = errno;
+    free(dir);
+    errno = saved;
+    return NULL;
+  }
+  return dir;
+}
+
+const char *plat_dir_next(struct plat_dir *dir)
+{
+  for (struct dirent *entry = readdir(dir->handle); entry != NULL;
+       entry = readdir(dir->handle)) {
+    if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
+      return entry->d_name;
+  }
+  return NULL;
+}
+
+void plat_dir_close(struct plat_dir *dir)
+{
+  if (dir == NULL)
+    return;
+  closedir(dir->handle);
+  free(dir);
+}

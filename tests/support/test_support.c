@@ -15,11 +15,30 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Return $TMPDIR, or /tmp when it is unset or empty. */
+#ifdef _WIN32
+#include <direct.h>
+
+/* The POSIX functions below that the mingw-w64 C runtime lacks. Windows
+ * has no symbolic links in the test folders, so lstat() is stat(). */
+#define lstat stat
+
+static char *mkdtemp(char *template)
+{
+  if (_mktemp_s(template, strlen(template) + 1) != 0)
+    return NULL;
+  return _mkdir(template) == 0 ? template : NULL;
+}
+#endif
+
+/* Return $TMPDIR, or /tmp when it is unset or empty ($TEMP on Windows). */
 static const char *temp_root(void)
 {
   const char *tmp = getenv("TMPDIR");
 
+#ifdef _WIN32
+  if (tmp == NULL || tmp[0] == '\0')
+    tmp = getenv("TEMP");
+#endif
   return tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp";
 }
 

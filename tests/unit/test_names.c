@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -25,44 +26,65 @@ struct name_case {
   const char *expected;
 };
 
-/* Expected local names without the suffix. Octal escapes such as "\001"
- * stop after three digits, where a hex escape would take the next letter. */
-static const struct name_case name_cases[] = {
-    {"x.xml", "x.xml"},
-    {"sub/x.xml", "sub%2Fx.xml"},
-    {"a:b*c?.xml", "a%3Ab%2Ac%3F.xml"},
-    {"back\\slash|\"<>.csv", "back%5Cslash%7C%22%3C%3E.csv"},
-    {"CON.xml", "%43ON.xml"},
-    {"con", "%63on"},
-    {"Lpt1.txt", "%4Cpt1.txt"},
-    {"COM9", "%43OM9"},
-    {"com0.xml", "%63om0.xml"},
-    {"nul.tar.gz", "%6Eul.tar.gz"},
-    {"CON .xml", "%43ON .xml"},
-    {"COM\xc2\xb9.txt", "%43OM\xc2\xb9.txt"},
-    {"CONSOLE.xml", "CONSOLE.xml"},
-    {"COM10.xml", "COM10.xml"},
-    {"LPT.xml", "LPT.xml"},
-    {"xCON.xml", "xCON.xml"},
-    {"sub/CON.xml", "sub%2FCON.xml"},
-    {".hidden", "%2Ehidden"},
-    {"..", "%2E%2E"},
-    {".", "%2E"},
-    {"name.", "name%2E"},
-    {"name ", "name%20"},
-    {"name. ", "name.%20"},
-    {"a b.xml", "a b.xml"},
-    {"%41", "%2541"},
-    {"a\001b\037c\177", "a%01b%1Fc%7F"},
-    {"tab\there\nnewline", "tab%09here%0Anewline"},
-    {"\xff", "%FF"},
-    {"\xc3", "%C3"},
-    {"a\xc3", "a%C3"},
-    {"\xc3(", "%C3("},
-    {"\xc0\xaf", "%C0%AF"},
-    {"\xed\xa0\x80", "%ED%A0%80"},
+/* A remote path and its expected local name without the suffix. tailed
+ * marks a name that ends in '~' and 16 hex digits of the SHA-256 of the
+ * path, because it keeps a letter whose case matters. */
+struct local_case {
+  const char *input;
+  const char *expected;
+  bool tailed;
+};
+
+/* Octal escapes such as "\001" stop after three digits, where a hex escape
+ * would take the next letter. */
+static const struct local_case name_cases[] = {
+    {"x.xml", "x.xml", false},
+    {"sub/x.xml", "sub%2Fx.xml", false},
+    {"a:b*c?.xml", "a%3Ab%2Ac%3F.xml", false},
+    {"back\\slash|\"<>.csv", "back%5Cslash%7C%22%3C%3E.csv", false},
+    {"CON.xml", "%43ON.xml", true},
+    {"con", "%63on", false},
+    {"Con.xml", "%43on.xml", false},
+    {"Lpt1.txt", "%4Cpt1.txt", false},
+    {"COM9", "%43OM9", true},
+    {"com0.xml", "%63om0.xml", false},
+    {"nul.tar.gz", "%6Eul.tar.gz", false},
+    {"aux", "%61ux", false},
+    {"prn.csv", "%70rn.csv", false},
+    {"CON .xml", "%43ON .xml", true},
+    {"COM\xc2\xb9.txt", "%43OM\xc2\xb9.txt", true},
+    {"lpt\xc2\xb3", "%6Cpt\xc2\xb3", true},
+    {"CONSOLE.xml", "CONSOLE.xml", true},
+    {"COM10.xml", "COM10.xml", true},
+    {"LPT.xml", "LPT.xml", true},
+    {"xCON.xml", "xCON.xml", true},
+    {"sub/CON.xml", "sub%2FCON.xml", true},
+    {"sub/con.xml", "sub%2Fcon.xml", false},
+    {".hidden", "%2Ehidden", false},
+    {"..", "%2E%2E", false},
+    {".", "%2E", false},
+    {"name.", "name%2E", false},
+    {"name ", "name%20", false},
+    {"name. ", "name.%20", false},
+    {"name..", "name.%2E", false},
+    {"a b.xml", "a b.xml", false},
+    {"%41", "%2541", false},
+    {"~", "%7E", false},
+    {"a~b.xml", "a%7Eb.xml", false},
+    {"invoic~1.xml", "invoic%7E1.xml", false},
+    {"a\001b\037c\177", "a%01b%1Fc%7F", false},
+    {"tab\there\nnewline", "tab%09here%0Anewline", false},
+    {"\xff", "%FF", false},
+    {"\xc3", "%C3", false},
+    {"a\xc3", "a%C3", false},
+    {"\xc3(", "%C3(", false},
+    {"\xc0\xaf", "%C0%AF", false},
+    {"\xed\xa0\x80", "%ED%A0%80", false},
+    {"Invoice.xml", "Invoice.xml", true},
+    {"invoice.XML", "invoice.XML", true},
+    {"\xc5\xbe.xml", "\xc5\xbe.xml", true},
     {"\xc5\xbdlu\xc5\xa5ou\xc4\x8dk\xc3\xbd k\xc5\xaf\xc5\x88.xml",
-     "\xc5\xbdlu\xc5\xa5ou\xc4\x8dk\xc3\xbd k\xc5\xaf\xc5\x88.xml"},
+     "\xc5\xbdlu\xc5\xa5ou\xc4\x8dk\xc3\xbd k\xc5\xaf\xc5\x88.xml", true},
 };
 
 static int hex_value(char c)
@@ -110,15 +132,32 @@ static size_t stem_length(const char *name)
   return len - suffix_len;
 }
 
+/* Store the '~' and 16 hex digits expected after a shortened or tailed
+ * name, NUL-terminated. */
+static void expected_hash_tail(const void *data, size_t len, char tail[18])
+{
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+
+  assert_int_equal(
+      EVP_Digest(data, len, digest, &digest_len, EVP_sha256(), NULL), 1);
+  tail[0] = '~';
+  for (size_t i = 0; i < 8; i++)
+    snprintf(tail + 1 + 2 * i, 3, "%02x", digest[i]);
+}
+
 static void local_file_table(void **state)
 {
   (void)state;
   for (size_t i = 0; i < sizeof(name_cases) / sizeof(name_cases[0]); i++) {
-    const struct name_case *c = &name_cases[i];
+    const struct local_case *c = &name_cases[i];
     char *name = names_local_file(c->input, strlen(c->input), SUFFIX);
     char expected[256];
+    char tail[18] = "";
 
-    snprintf(expected, sizeof(expected), "%s%s", c->expected, SUFFIX);
+    if (c->tailed)
+      expected_hash_tail(c->input, strlen(c->input), tail);
+    snprintf(expected, sizeof(expected), "%s%s%s", c->expected, tail, SUFFIX);
     if (name == NULL || strcmp(name, expected) != 0)
       print_error("case %zu: expected '%s', got '%s'\n", i, expected,
                   name != NULL ? name : "(null)");
@@ -128,22 +167,102 @@ static void local_file_table(void **state)
   }
 }
 
+/* Decoding the part before the tail gives the path back, and the tail is
+ * the hash of the path. */
 static void local_file_reversible(void **state)
 {
   (void)state;
   for (size_t i = 0; i < sizeof(name_cases) / sizeof(name_cases[0]); i++) {
-    const struct name_case *c = &name_cases[i];
+    const struct local_case *c = &name_cases[i];
     char *name = names_local_file(c->input, strlen(c->input), SUFFIX);
     size_t decoded_len = 0;
 
     assert_non_null(name);
-    unsigned char *decoded =
-        percent_decode(name, stem_length(name), &decoded_len);
+    size_t stem = stem_length(name);
+    const char *tilde = memchr(name, '~', stem);
+    size_t body = tilde != NULL ? (size_t)(tilde - name) : stem;
+    if (c->tailed) {
+      char tail[18];
+
+      expected_hash_tail(c->input, strlen(c->input), tail);
+      assert_int_equal(stem - body, 17);
+      assert_memory_equal(name + body, tail, 17);
+    } else {
+      assert_null(tilde);
+    }
+    unsigned char *decoded = percent_decode(name, body, &decoded_len);
     assert_int_equal(decoded_len, strlen(c->input));
     assert_memory_equal(decoded, c->input, strlen(c->input));
     free(decoded);
     free(name);
   }
+}
+
+/* Exact names for one content under paths that differ only in case. */
+static void local_file_case_exact(void **state)
+{
+  (void)state;
+  static const struct name_case cases[] = {
+      {"invoice.xml", "invoice.xml" SUFFIX},
+      {"Invoice.xml", "Invoice.xml~889e536893cf48fa" SUFFIX},
+      {"INVOICE.XML", "INVOICE.XML~7bf0fd00c139b2fc" SUFFIX},
+      {"\xc5\xbe.xml", "\xc5\xbe.xml~257097765ea4c67d" SUFFIX},
+      {"\xc5\xbd.xml", "\xc5\xbd.xml~612c2b6e9c5d3ac8" SUFFIX},
+      /* The tail that "ABC" gets, spelled out in a lowercase path. */
+      {"abc~b5d4045c3f466fa9", "abc%7Eb5d4045c3f466fa9" SUFFIX},
+      {"ABC", "ABC~b5d4045c3f466fa9" SUFFIX},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char *name =
+        names_local_file(cases[i].input, strlen(cases[i].input), SUFFIX);
+
+    assert_non_null(name);
+    assert_string_equal(name, cases[i].expected);
+    free(name);
+  }
+}
+
+/* Fold ASCII letters to lowercase, as NTFS does for ASCII names. */
+static void fold_ascii(char *text)
+{
+  for (; *text != '\0'; text++) {
+    if (*text >= 'A' && *text <= 'Z')
+      *text = (char)(*text - 'A' + 'a');
+  }
+}
+
+/* Paths that differ only in case, or that spell another path's escape or
+ * tail, never give names that a case-insensitive file system confuses. */
+static void local_file_case_insensitive_unique(void **state)
+{
+  (void)state;
+  static const char *const paths[] = {
+      "a.xml",       "A.xml",        "a.XML",        "A.XML",
+      "con.xml",     "Con.xml",      "cON.xml",      "CON.xml",
+      "%43on.xml",   "%63on.xml",    "a%7eb",        "a~b",
+      "A~b",         "\xc5\xbe.xml", "\xc5\xbd.xml", "abc~b5d4045c3f466fa9",
+      "ABC",         "abc",          "sub/a.xml",    "SUB/a.xml",
+      "sub%2Fa.xml",
+  };
+  enum { COUNT = sizeof(paths) / sizeof(paths[0]) };
+  char *names[COUNT];
+
+  for (size_t i = 0; i < COUNT; i++) {
+    names[i] = names_local_file(paths[i], strlen(paths[i]), SUFFIX);
+    assert_non_null(names[i]);
+    fold_ascii(names[i]);
+  }
+  for (size_t i = 0; i < COUNT; i++) {
+    for (size_t j = i + 1; j < COUNT; j++) {
+      if (strcmp(names[i], names[j]) == 0)
+        print_error("'%s' and '%s' both give '%s'\n", paths[i], paths[j],
+                    names[i]);
+      assert_string_not_equal(names[i], names[j]);
+    }
+  }
+  for (size_t i = 0; i < COUNT; i++)
+    free(names[i]);
 }
 
 static void local_file_nul_byte(void **state)
@@ -164,19 +283,6 @@ static void local_file_null_suffix(void **state)
   assert_non_null(name);
   assert_string_equal(name, "a%2Fb");
   free(name);
-}
-
-/* Return the '~' and 16 hex digits expected after a shortened name. */
-static void expected_hash_tail(const void *data, size_t len, char tail[18])
-{
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_len = 0;
-
-  assert_int_equal(
-      EVP_Digest(data, len, digest, &digest_len, EVP_sha256(), NULL), 1);
-  tail[0] = '~';
-  for (size_t i = 0; i < 8; i++)
-    snprintf(tail + 1 + 2 * i, 3, "%02x", digest[i]);
 }
 
 static void local_file_long_ascii(void **state)
@@ -392,6 +498,8 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(local_file_table),
       cmocka_unit_test(local_file_reversible),
+      cmocka_unit_test(local_file_case_exact),
+      cmocka_unit_test(local_file_case_insensitive_unique),
       cmocka_unit_test(local_file_nul_byte),
       cmocka_unit_test(local_file_null_suffix),
       cmocka_unit_test(local_file_long_ascii),
