@@ -11,6 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* LMDB copies into a file descriptor on POSIX and into a HANDLE on
+ * Windows. */
+#ifdef _WIN32
+#include <io.h>
+#define FILE_HANDLE(file) ((mdb_filehandle_t)_get_osfhandle(_fileno(file)))
+#else
+#define FILE_HANDLE(file) fileno(file)
+#endif
+
 /* Split path into its folder and a temporary-file prefix ".<base name>",
  * both malloc'd. */
 static enum ag_code split_dest(const char *path, char **dir, char **prefix,
@@ -39,21 +48,19 @@ static enum ag_code split_dest(const char *path, char **dir, char **prefix,
  * LMDB documents that it fails on an environment that leaked pages, and
  * then a plain copy, which keeps every page, is written instead. The plain
  * copy holds LMDB's writer lock only while it reads the meta pages.
- * NOTE: no test makes LMDB leak pages, so the fallback has not run. And
- * fileno() with an int descriptor is POSIX, while LMDB on Windows takes a
- * HANDLE, which _get_osfhandle() gives. */
+ * NOTE: no test makes LMDB leak pages, so the fallback has not run. */
 static enum ag_code copy_into(struct manifest *manifest, FILE *file,
                               const char *temp_path, struct ag_error *err)
 {
   char action[AG_ERROR_MESSAGE_MAX];
 
-  int rc = mdb_env_copyfd2(manifest->env, fileno(file), MDB_CP_COMPACT);
+  int rc = mdb_env_copyfd2(manifest->env, FILE_HANDLE(file), MDB_CP_COMPACT);
   if (rc == MDB_INCOMPATIBLE) {
     log_warn("a compacting copy of manifest '%s' failed (%s), so the "
              "backup is a plain copy of the same size as the manifest",
              manifest->db_path, mdb_strerror(rc));
     if (fseek(file, 0, SEEK_SET) == 0)
-      rc = mdb_env_copyfd2(manifest->env, fileno(file), 0);
+      rc = mdb_env_copyfd2(manifest->env, FILE_HANDLE(file), 0);
   }
   if (rc == MDB_SUCCESS)
     return AG_OK;
