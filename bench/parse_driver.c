@@ -1,17 +1,22 @@
 /* Parse one export file into a JSON document, as the agent does after a
- * download, for bench/parse_bench.sh. The driver runs the real parser and
- * the real output writer (temporary file, fsync, rename) but no SFTP, no
- * SHA-256 and no manifest, so its time is parsing plus writing.
+ * download, for bench/parse_bench.sh and bench/parse_profile.sh. The
+ * driver runs the real parser and the real output writer (temporary file,
+ * fsync, rename) but no SFTP, no SHA-256 and no manifest, so its time is
+ * parsing plus writing. Each NAME=NEW argument is a [mapping] entry
+ * (NAME=- drops the key), and with any of them the items go through the
+ * mapping as in the agent.
  *
- * Usage: parse_driver xml|csv FILE OUTPUT_DIR
+ * Usage: parse_driver xml|csv|json FILE OUTPUT_DIR [NAME=NEW ...]
  * Prints the number of items and exits 0, or prints the error and exits
  * 1. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agent/config.h"
 #include "agent/error.h"
 #include "agent/export.h"
+#include "agent/mapping.h"
 #include "agent/output.h"
 
 /* The writer needs a hash for the "source" member. The driver does not
@@ -20,23 +25,68 @@
   "0000000000000000000000000000000000000000000000000000000000000000"
 
 static enum ag_code parse(const char *format, const char *path,
-                          struct output_doc *doc, struct ag_error *err)
+                          const struct export_sink *sink, struct ag_error *err)
 {
-  const struct export_sink *sink = output_sink(doc);
-
   if (strcmp(format, "xml") == 0)
     return export_parse_xml(path, sink, err);
+  if (strcmp(format, "json") == 0)
+    return export_parse_json(path, sink, err);
   return export_parse_csv(path, NULL, sink, err);
+}
+
+/* Split the NAME=NEW arguments into entries, in place. Returns the number
+ * of entries, or -1 for an argument without '=' or too many. */
+static int parse_mapping(char **args, int count, struct config_mapping *entries)
+{
+  if (count > CONFIG_MAX_MAPPINGS)
+    return -1;
+  for (int i = 0; i < count; i++) {
+    char *equals = strchr(args[i], '=');
+    if (equals == NULL || equals == args[i])
+      return -1;
+    *equals = '\0';
+    entries[i].from = args[i];
+    entries[i].to = strcmp(equals + 1, "-") == 0 ? NULL : equals + 1;
+  }
+  return count;
+}
+
+/* Parse into doc, through a mapping of the entries when there are any. */
+static enum ag_code parse_mapped(const char *format, const char *path,
+                                 const struct config_mapping *entries,
+                                 int entry_count, struct output_doc *doc,
+                                 struct ag_error *err)
+{
+  struct mapping *mapping = NULL;
+
+  if (entry_count == 0)
+    return parse(format, path, output_sink(doc), err);
+
+  enum ag_code code = mapping_new(entries, (size_t)entry_count,
+                                  output_sink(doc), &mapping, err);
+  if (code == AG_OK)
+    code = parse(format, path, mapping_sink(mapping), err);
+  mapping_free(mapping);
+  return code;
 }
 
 int main(int argc, char **argv)
 {
+  static struct config_mapping entries[CONFIG_MAX_MAPPINGS];
   struct ag_error err;
   struct stat info;
   struct output_doc *doc = NULL;
+  int entry_count = -1;
 
-  if (argc != 4 || (strcmp(argv[1], "xml") != 0 && strcmp(argv[1], "csv"))) {
-    fprintf(stderr, "Usage: parse_driver xml|csv FILE OUTPUT_DIR\n");
+  if (argc >= 4 &&
+      (strcmp(argv[1], "xml") == 0 || strcmp(argv[1], "csv") == 0 ||
+       strcmp(argv[1], "json") == 0))
+    entry_count = parse_mapping(argv + 4, argc - 4, entries);
+  if (entry_count < 0) {
+    fprintf(stderr,
+            "Usage: parse_driver xml|csv|json FILE OUTPUT_DIR [NAME=NEW ...]\n"
+            "NAME=- drops the key; at most %d entries.\n",
+            CONFIG_MAX_MAPPINGS);
     return 2;
   }
   const char *format = argv[1];
@@ -60,7 +110,7 @@ int main(int argc, char **argv)
 
   enum ag_code code = output_begin(dir, &source, &doc, &err);
   if (code == AG_OK)
-    code = parse(format, path, doc, &err);
+    code = parse_mapped(format, path, entries, entry_count, doc, &err);
   if (code != AG_OK) {
     output_abort(doc);
     fprintf(stderr, "parse_driver: %s: %s\n", path, err.message);

@@ -111,8 +111,13 @@ static void collect_record_value(struct csv_state *state, const char *data,
     return;
   }
 
+  /* The key is a header cell, which jansson checked when the header was
+   * read, and csv_input passes on only valid UTF-8, so neither needs
+   * jansson's UTF-8 check again. The two checks took about a tenth of the
+   * instructions of a parse (callgrind, jansson 2.14). */
   const char *key = json_string_value(json_array_get(state->header, index));
-  if (json_object_set_new(state->row, key, json_stringn(data, len)) != 0)
+  if (json_object_set_new_nocheck(state->row, key,
+                                  json_stringn_nocheck(data, len)) != 0)
     fail(state, AG_ENOMEM, "out of memory while reading line %lu",
          state->row_line);
 }

@@ -37,6 +37,53 @@ static xmlNode *single_child(struct xml_parse *parse, const xmlNode *parent,
   return first;
 }
 
+/* Return the text of a node list when it is a single text node, which
+ * is how libxml2 stores the text of an element without markup inside and
+ * the value of an attribute. The text is borrowed from the tree, which
+ * saves the copy that xmlNodeGetContent() and xmlGetProp() make. Those
+ * copies took about 5 % of the instructions of an XML parse (callgrind,
+ * libxml2 2.9.14). Returns NULL for any other list. */
+static const xmlChar *single_text(const xmlNode *first)
+{
+  if (first != NULL && first->next == NULL && first->type == XML_TEXT_NODE)
+    return first->content;
+  return NULL;
+}
+
+/* Return the text content of element, borrowed when possible; a copy is
+ * stored in *copy, which the caller frees with xmlFree. Returns NULL when
+ * out of memory. */
+static const xmlChar *element_text(const xmlNode *element, xmlChar **copy)
+{
+  const xmlChar *text = single_text(element->children);
+
+  *copy = NULL;
+  if (element->children == NULL)
+    return (const xmlChar *)"";
+  if (text != NULL)
+    return text;
+  *copy = xmlNodeGetContent(element);
+  return *copy;
+}
+
+/* Return the value of the attribute name of element, or NULL when it has
+ * none. As in element_text, a copy is stored in *copy when the value
+ * cannot be borrowed. */
+static const xmlChar *attribute_text(const xmlNode *element, const char *name,
+                                     xmlChar **copy)
+{
+  const xmlAttr *attribute = xmlHasProp(element, (const xmlChar *)name);
+  const xmlChar *text = NULL;
+
+  *copy = NULL;
+  if (attribute != NULL && attribute->type == XML_ATTRIBUTE_NODE)
+    text = single_text(attribute->children);
+  if (text != NULL || attribute == NULL)
+    return text;
+  *copy = xmlGetProp(element, (const xmlChar *)name);
+  return *copy;
+}
+
 /* Return the text of element as a JSON string, or JSON null when element
  * is NULL. An element with child elements is recorded as AG_EPARSE, because
  * flattening it would silently join texts. libxml2 has already rejected
@@ -57,11 +104,12 @@ static json_t *text_or_null(struct xml_parse *parse, const xmlNode *element)
     }
   }
 
-  xmlChar *text = xmlNodeGetContent(element);
+  xmlChar *copy;
+  const xmlChar *text = element_text(element, &copy);
   if (text == NULL)
     return NULL;
   json_t *value = json_string((const char *)text);
-  xmlFree(text);
+  xmlFree(copy);
   return value;
 }
 
@@ -70,20 +118,22 @@ static json_t *attribute_or_null(const xmlNode *element, const char *name)
   if (element == NULL)
     return json_null();
 
-  xmlChar *text = xmlGetProp(element, (const xmlChar *)name);
+  xmlChar *copy;
+  const xmlChar *text = attribute_text(element, name, &copy);
   if (text == NULL)
     return json_null();
   json_t *value = json_string((const char *)text);
-  xmlFree(text);
+  xmlFree(copy);
   return value;
 }
 
 /* Return the schema_id of element, recording AG_EPARSE when it has none.
- * The caller frees the result with xmlFree. */
-static xmlChar *require_schema_id(struct xml_parse *parse,
-                                  const xmlNode *element)
+ * As in element_text, a copy is stored in *copy when the value cannot be
+ * borrowed. */
+static const xmlChar *require_schema_id(struct xml_parse *parse,
+                                        const xmlNode *element, xmlChar **copy)
 {
-  xmlChar *schema_id = xmlGetProp(element, (const xmlChar *)"schema_id");
+  const xmlChar *schema_id = attribute_text(element, "schema_id", copy);
 
   if (schema_id == NULL)
     xml_fail_at(parse, element, "<%s> without schema_id attribute",
@@ -98,7 +148,8 @@ static enum ag_code add_datapoint(struct xml_parse *parse,
                                   const xmlNode *datapoint, json_t *object)
 {
   char shown[QUOTE_MAX];
-  xmlChar *schema_id = require_schema_id(parse, datapoint);
+  xmlChar *copy;
+  const xmlChar *schema_id = require_schema_id(parse, datapoint, &copy);
 
   if (schema_id == NULL)
     return parse->code;
@@ -111,7 +162,7 @@ static enum ag_code add_datapoint(struct xml_parse *parse,
              0) {
     xml_fail(parse, AG_ENOMEM, "out of memory while converting an annotation");
   }
-  xmlFree(schema_id);
+  xmlFree(copy);
   return parse->code;
 }
 
@@ -172,7 +223,8 @@ static enum ag_code add_table(struct xml_parse *parse,
 {
   char shown[QUOTE_MAX];
   json_t *rows = NULL;
-  xmlChar *schema_id = require_schema_id(parse, multivalue);
+  xmlChar *copy;
+  const xmlChar *schema_id = require_schema_id(parse, multivalue, &copy);
 
   if (schema_id == NULL)
     goto done;
@@ -207,7 +259,7 @@ static enum ag_code add_table(struct xml_parse *parse,
 
 done:
   json_decref(rows);
-  xmlFree(schema_id);
+  xmlFree(copy);
   return parse->code;
 }
 

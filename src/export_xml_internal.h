@@ -66,7 +66,7 @@ struct raw_scan {
   bool encoding_checked; /* the first bytes have been examined */
   bool ascii_compatible; /* scanning is meaningful for this input */
   enum raw_state state;
-  long line;              /* line of the byte being scanned */
+  long line;              /* line on which the block being scanned starts */
   char quote;             /* quote character that ends the value */
   int attributes;         /* attributes seen in the current start tag */
   const char *terminator; /* "-->", "]]>", "?>" or ">" in RAW_UNTIL_END */

@@ -145,20 +145,35 @@ static enum ag_code map_table(struct mapping *mapping, const char *name,
   return map_rows(mapping, table, row_where, out, err);
 }
 
+/* Return the key of object, before key, that gets the name name. */
+static const char *origin_of(const struct mapping *mapping, json_t *object,
+                             const char *name, const char *key)
+{
+  const char *other;
+  json_t *value;
+
+  json_object_foreach(object, other, value)
+  {
+    if (other == key)
+      break;
+    const char *other_name = new_name(mapping, other);
+    if (other_name != NULL && strcmp(other_name, name) == 0)
+      return other;
+  }
+  return "";
+}
+
 static enum ag_code map_keys(struct mapping *mapping, json_t *object,
                              bool tables, const char *where, json_t **out,
                              struct ag_error *err)
 {
   json_t *result = json_object();
-  json_t *origins = json_object(); /* new name -> name in the export */
   enum ag_code code = AG_OK;
   const char *key;
   json_t *value;
 
-  if (result == NULL || origins == NULL) {
-    code = ag_error_set(err, AG_ENOMEM, "out of memory");
-    goto out;
-  }
+  if (result == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
   json_object_foreach(object, key, value)
   {
     const char *name = new_name(mapping, key);
@@ -166,9 +181,12 @@ static enum ag_code map_keys(struct mapping *mapping, json_t *object,
 
     if (name == NULL)
       continue;
-    const json_t *origin = json_object_get(origins, name);
-    if (origin != NULL) {
-      code = fail_clash(json_string_value(origin), key, name, where, err);
+    /* result has a key for each key of object mapped so far, so a name
+     * that it has already is a clash. The key that took the name first
+     * is looked up only for the message. */
+    if (json_object_get(result, name) != NULL) {
+      code = fail_clash(origin_of(mapping, object, name, key), key, name, where,
+                        err);
       break;
     }
 
@@ -178,15 +196,14 @@ static enum ag_code map_keys(struct mapping *mapping, json_t *object,
       mapped = json_incref(value);
     if (code != AG_OK)
       break;
-    if (json_object_set_new(result, name, mapped) != 0 ||
-        json_object_set_new(origins, name, json_string(key)) != 0) {
+    /* Both the keys of object and the names of mapping_new() are valid
+     * UTF-8 already. */
+    if (json_object_set_new_nocheck(result, name, mapped) != 0) {
       code = ag_error_set(err, AG_ENOMEM, "out of memory");
       break;
     }
   }
 
-out:
-  json_decref(origins);
   if (code != AG_OK) {
     json_decref(result);
     return code;

@@ -1132,6 +1132,27 @@ static void attributes_over_limit(void **state)
   parse_result_release(&result);
 }
 
+/* The raw scan counts lines per block of input, so a tag far into the
+ * file must still be reported on its own line. */
+static void attributes_over_limit_late_line(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<export><results><annotation><content>\n");
+  for (int i = 0; i < 5000; i++)
+    buffer_append(&document, "<section schema_id=\"s%d\"></section>\n", i);
+  append_start_tag(&document, "datapoint", 65);
+  buffer_append(&document, "</datapoint></content></annotation>"
+                           "</results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(
+      &result, AG_EPARSE,
+      "line 5002: start tag with more than the limit of 64 attributes");
+  parse_result_release(&result);
+}
+
 /* libxml2 2.9.14 checks attribute names for duplicates in quadratic time:
  * parsing this tag took it about 100 s (x86-64, 2 cores). The
  * raw scan must reject the tag before libxml2 reads it. */
@@ -1495,6 +1516,7 @@ int main(void)
       cmocka_unit_test(depth_over_limit),
       cmocka_unit_test(attributes_at_limit),
       cmocka_unit_test(attributes_over_limit),
+      cmocka_unit_test(attributes_over_limit_late_line),
       cmocka_unit_test(attributes_rejected_before_parse),
       cmocka_unit_test(attributes_over_limit_utf16),
       cmocka_unit_test(doctype_in_comment_accepted),

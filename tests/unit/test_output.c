@@ -458,6 +458,102 @@ static void test_commit_missing_folder(void **state)
   assert_contains(f->err.message, dir);
 }
 
+/* Append json_dumps(value) in compact form to text, which grows. */
+static void append_dump(char **text, const json_t *value)
+{
+  char *dump =
+      json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+  assert_non_null(dump);
+  size_t len = strlen(*text);
+  *text = realloc(*text, len + strlen(dump) + 1);
+  assert_non_null(*text);
+  memcpy(*text + len, dump, strlen(dump) + 1);
+  free(dump);
+}
+
+static void append_literal(char **text, const char *literal)
+{
+  size_t len = strlen(*text);
+  *text = realloc(*text, len + strlen(literal) + 1);
+  assert_non_null(*text);
+  memcpy(*text + len, literal, strlen(literal) + 1);
+}
+
+/* An item with every byte that JSON escapes, multibyte UTF-8, keys that
+ * need escapes, all value types, empty containers, nesting deeper than
+ * output.c writes itself, and a string longer than the write buffer. */
+static json_t *tricky_item(void)
+{
+  char bytes[0x20 + 5];
+  json_t *item = json_object();
+  json_t *deep = json_string("bottom");
+
+  for (int i = 0; i < 0x20; i++)
+    bytes[i] = (char)i;
+  memcpy(bytes + 0x20, "\"\\/\x7f", 4);
+  bytes[0x24] = 'x';
+  json_object_set_new(item, "bytes", json_stringn(bytes, sizeof(bytes)));
+  json_object_set_new(item, "utf8",
+                      json_string("\xc4\x8d\xc3\xa1 \xe2\x82\xac "
+                                  "\xf0\x9f\x98\x80 \xe2\x80\xa8"));
+  json_object_set_new(item, "k\"e\\y\n\x01", json_integer(INT64_MIN));
+  json_object_setn_new(item, "nul\0key", 7, json_integer(INT64_MAX));
+  json_object_set_new(item, "reals",
+                      json_pack("[f, f, f, f]", 1.1, -0.0, 1e300, 0.5));
+  json_object_set_new(item, "literals", json_pack("[b, b, n]", 1, 0));
+  json_object_set_new(item, "empty", json_pack("[{}, [], \"\"]"));
+  for (int i = 0; i < 70; i++)
+    deep = json_pack("[o, {s:i}]", deep, "level", i);
+  json_object_set_new(item, "deep", deep);
+
+  size_t long_len = 200 * 1000;
+  char *long_text = malloc(long_len);
+  assert_non_null(long_text);
+  for (size_t i = 0; i < long_len; i++)
+    long_text[i] = i % 1000 == 999 ? '\n' : (char)('a' + i % 26);
+  json_object_set_new(item, "long", json_stringn(long_text, long_len));
+  free(long_text);
+  return item;
+}
+
+/* output.c writes values itself instead of with jansson's dump, and its
+ * text must be byte for byte what jansson writes. */
+static void test_items_written_as_jansson(void **state)
+{
+  struct folder_fixture *f = *state;
+  char path[PATH_SIZE];
+  const char rel[] = "a.csv";
+  struct output_source src = make_source("/export", rel, sizeof(rel) - 1);
+  json_t *items[] = {tricky_item(), json_object(), tricky_item()};
+  const size_t item_count = sizeof(items) / sizeof(items[0]);
+
+  write_document(f, &src, "records", items, item_count, "a.json");
+
+  char *expected = calloc(1, 1);
+  assert_non_null(expected);
+  json_t *source = output_source_object(&src);
+  append_literal(&expected, "{\"format_version\":1,\"source\":");
+  append_dump(&expected, source);
+  append_literal(&expected, ",\"records\":[");
+  for (size_t i = 0; i < item_count; i++) {
+    if (i > 0)
+      append_literal(&expected, ",");
+    append_dump(&expected, items[i]);
+  }
+  append_literal(&expected, "]}\n");
+
+  join_path(path, sizeof(path), f->dir, "a.json");
+  size_t len = 0;
+  char *text = read_file(path, &len);
+  assert_int_equal(len, strlen(expected));
+  assert_memory_equal(text, expected, len);
+  free(text);
+  free(expected);
+  json_decref(source);
+  for (size_t i = 0; i < item_count; i++)
+    json_decref(items[i]);
+}
+
 static void test_format_time_epoch(void **state)
 {
   char text[32];
@@ -515,6 +611,7 @@ int main(void)
       TEST(test_second_list),
       TEST(test_empty_second_list),
       TEST(test_commit_missing_folder),
+      TEST(test_items_written_as_jansson),
       cmocka_unit_test(test_format_time_epoch),
       cmocka_unit_test(test_format_time_known),
       cmocka_unit_test(test_format_time_min_buffer),
