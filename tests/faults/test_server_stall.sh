@@ -177,7 +177,10 @@ wait "$CYCLER_PID" 2>/dev/null
 stall_thaw
 echo "slow_server: the download took ${elapsed} ms (T = $T s)"
 assert_eq 0 "$RC" "slow_server: exit code"
-[ "$elapsed" -gt $((3 * T * 1000)) ] ||
+# Longer than T in total shows that the deadline covers each call, not the
+# whole download. On a quiet machine the 0.1 s windows move most of the
+# file, so more than T is all that can be counted on.
+[ "$elapsed" -gt $((T * 1000)) ] ||
   fail "slow_server: took only $elapsed ms; the server was not slow enough"
 assert_eq 1 "$(count_deliveries doc-slow "$sha")" "slow_server: deliveries"
 
