@@ -573,6 +573,9 @@ done:
  * path in a legacy encoding) is stored as base64 under its name plus
  * "_b64", because JSON strings must be UTF-8. Readers ignore keys that
  * they do not know.
+ * A record with a publication intent also has "output_temp" and, for a
+ * passthrough copy, "sidecar_temp". An older agent ignores them and takes
+ * the file again, which can publish its document a second time.
  * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
  * reads a record whose hook is pending and archives the file without
  * running the hook. */
@@ -636,6 +639,8 @@ static char *encode_record(const struct manifest_record *record)
     ok = ok && set_field(object, "hook_retry_at",
                          json_integer(record->hook_retry_at));
   ok = ok && set_text_field(object, "hook_error", record->hook_error);
+  ok = ok && set_text_field(object, "output_temp", record->output_temp);
+  ok = ok && set_text_field(object, "sidecar_temp", record->sidecar_temp);
 
   if (ok)
     text = json_dumps(object, JSON_COMPACT);
@@ -878,6 +883,10 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
     code = read_text(object, "reason", &record->reason, problem);
   if (code == AG_OK)
     code = read_text(object, "hook_error", &record->hook_error, problem);
+  if (code == AG_OK)
+    code = read_text(object, "output_temp", &record->output_temp, problem);
+  if (code == AG_OK)
+    code = read_text(object, "sidecar_temp", &record->sidecar_temp, problem);
   return code;
 }
 
@@ -1186,6 +1195,8 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->archive_path);
   free(record->reason);
   free(record->hook_error);
+  free(record->output_temp);
+  free(record->sidecar_temp);
   memset(record, 0, sizeof(*record));
 }
 

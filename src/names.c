@@ -101,15 +101,18 @@ static bool is_reserved_windows_name(const unsigned char *name, size_t len)
 /* Write the escaped form of rel into out, which has room for at least
  * 3 * rel_len bytes. Returns the length written. Stores in *cut the length
  * of the longest prefix of whole characters and escapes that fits in
- * LOCAL_NAME_MAX bytes. */
+ * LOCAL_NAME_MAX bytes, and in *has_case whether the result keeps a
+ * character that has another case: an ASCII capital or any non-ASCII
+ * character. */
 static size_t escape_name(const unsigned char *rel, size_t rel_len, char *out,
-                          size_t *cut)
+                          size_t *cut, bool *has_case)
 {
   bool reserved = is_reserved_windows_name(rel, rel_len);
   size_t used = 0;
   size_t i = 0;
 
   *cut = 0;
+  *has_case = false;
   while (i < rel_len) {
     size_t seq = utf8_sequence_length(rel + i, rel_len - i);
     bool first = i == 0;
@@ -122,11 +125,13 @@ static size_t escape_name(const unsigned char *rel, size_t rel_len, char *out,
     } else if (seq > 1) {
       memcpy(out + used, rel + i, seq);
       used += seq;
+      *has_case = true;
     } else if (is_unsafe_ascii(byte) || (first && (byte == '.' || reserved)) ||
                (last && (byte == '.' || byte == ' '))) {
       used += put_escape(out + used, byte);
     } else {
       out[used++] = (char)byte;
+      *has_case = *has_case || (byte >= 'A' && byte <= 'Z');
     }
     i += seq;
     if (used <= LOCAL_NAME_MAX)
@@ -167,14 +172,19 @@ char *names_local_file(const void *rel, size_t rel_len, const char *suffix)
   if (escaped == NULL)
     return NULL;
 
-  size_t used = escape_name(rel, rel_len, escaped, &cut);
+  bool has_case = false;
+  size_t used = escape_name(rel, rel_len, escaped, &cut, &has_case);
 
   /* A shortened name ends in a hash of the whole path, so two long paths
-   * that share the first 200 bytes still get different names. */
-  if (used > LOCAL_NAME_MAX) {
-    if (!put_hash_tail(escaped + cut, rel, rel_len))
+   * that share the first 200 bytes still get different names. So does a
+   * name with characters that have another case, because Windows and
+   * macOS fold case (and macOS normalizes Unicode) in file names: "A.xml"
+   * and "a.xml" would otherwise be one file there. */
+  if (used > LOCAL_NAME_MAX || has_case) {
+    size_t at = used > LOCAL_NAME_MAX ? cut : used;
+    if (!put_hash_tail(escaped + at, rel, rel_len))
       goto done;
-    used = cut + HASH_TAIL_LEN;
+    used = at + HASH_TAIL_LEN;
   }
 
   if (suffix_len > 0)

@@ -50,6 +50,14 @@ struct manifest_record {
   uint32_t hook_attempts; /* failed runs of the hook */
   int64_t hook_retry_at;  /* wall clock, Unix seconds: no run before it */
   char *hook_error;       /* why the last run failed, printable, or NULL */
+
+  /* The publication intent: set in a DOWNLOADED record whose output is
+   * written and synced under these temporary names in output_dir, just
+   * before they are renamed to output (and output + ".json" for the
+   * sidecar of a passthrough copy). After a crash, a temporary file that
+   * is gone was renamed. NULL otherwise. */
+  char *output_temp;
+  char *sidecar_temp;
 };
 
 struct manifest;

@@ -24,8 +24,11 @@
  * LPT followed by a superscript 1, 2 or 3, in any case). Valid non-ASCII
  * UTF-8 is kept.
  * A result longer than 200 bytes (before the suffix) is cut at a character
- * boundary and gets the first 16 hex digits of the SHA-256 of the full
- * relative path appended, so it stays unique. */
+ * boundary and gets '~' and the first 16 hex digits of the SHA-256 of the
+ * full relative path appended, so it stays unique. A shorter result that
+ * keeps an ASCII capital letter or a non-ASCII character gets the same
+ * tail, so that names that differ only in case or Unicode normalization
+ * stay apart on file systems that fold them (Windows, macOS). */
 char *names_local_file(const void *rel, size_t rel_len, const char *suffix);
 
 /* Return a malloc'd UTF-8 copy of name in which every byte that is not
