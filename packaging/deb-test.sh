@@ -210,6 +210,9 @@ rm -rf "$deb_copy_dir"
 pass "apt-get install"
 
 expect_equal "--version" "$package $version" "$(/usr/bin/$package --version 2>&1)"
+# The fault points of tests/faults exist only in test builds.
+check "no fault points in the binary" \
+  bash -c "! grep -q AGENT_FAULT_POINT /usr/bin/$package"
 expect_equal "user's home and shell" "$state_dir:/usr/sbin/nologin" \
   "$(getent passwd "$user_name" | cut -d: -f6,7)"
 check "group exists" getent group "$user_name"

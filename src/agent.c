@@ -68,10 +68,20 @@ static char *join_local(const char *dir, const char *name)
   return path;
 }
 
-/* Remove downloads and outputs that a crashed run left half written. The
- * state folder's lock guarantees that no other agent is writing them. */
+/* Finish the publications that a crashed run recorded, then remove the
+ * downloads and outputs that it left half written. The state folder's lock
+ * guarantees that no other agent is writing them. When the recovery fails,
+ * the temporary outputs stay for the recovery at the start of the pass,
+ * which reports the error. */
 static void remove_stale_temps(struct agent *agent)
 {
+  struct ag_error recover_err = {0};
+
+  if (recover_publications(agent, &recover_err) != AG_OK) {
+    log_warn("cannot finish the publications of an interrupted run yet: %s",
+             recover_err.message);
+    return;
+  }
   int downloads = plat_remove_stale_temps(agent->download_dir, "download");
   int outputs = plat_remove_stale_temps(agent->config->output_dir, ".incoming");
 
@@ -116,10 +126,11 @@ enum ag_code agent_open(const struct config *config, unsigned flags,
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   agent->config = config;
   agent->stable = stable_new();
+  agent->skipped = stable_new();
   agent->download_dir = join_local(config->state_dir, "tmp");
   lock_path = join_local(config->state_dir, "lock");
-  if (agent->stable == NULL || agent->download_dir == NULL ||
-      lock_path == NULL) {
+  if (agent->stable == NULL || agent->skipped == NULL ||
+      agent->download_dir == NULL || lock_path == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
@@ -154,18 +165,21 @@ void agent_close(struct agent *agent)
   manifest_close(agent->manifest);
   stable_free(agent->stable);
   claim_state_free(agent->claims);
+  stable_free(agent->skipped);
   plat_unlock(agent->lock);
   free(agent->download_dir);
   free(agent);
 }
 
 /* Records left between two steps by an earlier pass or a crash: a file
- * that was delivered but not yet moved. */
+ * that was delivered but not yet moved, or one that failed and was being
+ * moved to the error folder. */
 struct unfinished {
   char **keys;
   size_t *lengths;
   size_t count;
   size_t capacity;
+  bool with_failed; /* also collect failures that were being moved */
 };
 
 static enum ag_code collect_unfinished(void *ctx, const void *key,
@@ -173,8 +187,12 @@ static enum ag_code collect_unfinished(void *ctx, const void *key,
                                        const struct manifest_record *record)
 {
   struct unfinished *list = ctx;
+  bool failing = list->with_failed &&
+                 (record->state == MANIFEST_SEEN ||
+                  record->state == MANIFEST_DOWNLOADED) &&
+                 record->reason != NULL && record->archive_path != NULL;
 
-  if (record->state != MANIFEST_DELIVERED)
+  if (record->state != MANIFEST_DELIVERED && !failing)
     return AG_OK;
   if (list->count == list->capacity) {
     size_t capacity = list->capacity == 0 ? 16 : list->capacity * 2;
@@ -201,7 +219,7 @@ static enum ag_code resume_unfinished(struct agent *agent,
                                       struct agent_summary *summary,
                                       struct ag_error *err)
 {
-  struct unfinished list = {0};
+  struct unfinished list = {.with_failed = true};
   enum ag_code code =
       manifest_foreach(agent->manifest, collect_unfinished, &list, err);
 
@@ -216,6 +234,12 @@ static enum ag_code resume_unfinished(struct agent *agent,
     if (code == AG_OK && found && record.state == MANIFEST_DELIVERED)
       code = dispose_resume(agent, list.keys[i], list.lengths[i], &record,
                             summary, err);
+    else if (code == AG_OK && found && record.reason != NULL &&
+             record.archive_path != NULL &&
+             (record.state == MANIFEST_SEEN ||
+              record.state == MANIFEST_DOWNLOADED))
+      code = dispose_resume_failed(agent, list.keys[i], list.lengths[i],
+                                   &record, summary, err);
     manifest_record_clear(&record);
   }
 
@@ -342,6 +366,21 @@ static void plan_handled(struct listing *listing,
   manifest_record_clear(&record);
 }
 
+/* Return whether a skipped entry is new to this process: not listed and
+ * skipped by an earlier listing since it last left the inbox. A `run`
+ * logs each skipped entry once, and each `sync` once. */
+static bool first_skip(struct listing *listing,
+                       const struct remote_entry *entry)
+{
+  struct stable *skipped = listing->agent->skipped;
+
+  if (skipped == NULL)
+    return !listing->relisting;
+  bool known = stable_contains(skipped, entry->rel, entry->rel_len);
+  stable_observe(skipped, entry->rel, entry->rel_len, 0, 0, 0, 0);
+  return !known;
+}
+
 static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
 {
   struct listing *listing = ctx;
@@ -356,12 +395,12 @@ static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
     plan_line(listing, "skip", entry, "not selected by include and exclude");
     return AG_OK;
   }
-  /* Entries that are skipped are logged on the first listing only, so a
-   * settle wait does not log them twice. */
+  /* Entries that are skipped are logged once while they stay listed (see
+   * first_skip()), not at every pass. */
   if (entry->kind != REMOTE_FILE) {
     listing->summary->skipped++;
     plan_line(listing, "skip", entry, "not a regular file");
-    if (!listing->relisting)
+    if (first_skip(listing, entry))
       log_info("skipped '%s': not a regular file (symbolic links are never "
                "followed)",
                log_escape(shown, sizeof(shown), entry->rel, entry->rel_len));
@@ -372,7 +411,7 @@ static enum ag_code on_listed(void *ctx, const struct remote_entry *entry)
     plan_line(listing, "skip", entry,
               "its path is longer than the manifest's limit of %d bytes",
               MANIFEST_KEY_MAX);
-    if (!listing->relisting)
+    if (first_skip(listing, entry))
       log_error("skipped '%s': its path below the inbox is %zu bytes, more "
                 "than the manifest's limit of %d; rename or move it",
                 log_escape(shown, sizeof(shown), entry->rel, entry->rel_len),
@@ -432,6 +471,8 @@ static enum ag_code list_inbox(struct agent *agent, struct listing *listing)
   listing->summary->skipped = 0;
   listing->now_ms = plat_monotonic_ms();
   stable_next_generation(agent->stable);
+  if (agent->skipped != NULL)
+    stable_next_generation(agent->skipped);
   return remote_list(agent->remote, config->inbox, config->recursive, skip, 2,
                      on_listed, listing, listing->err);
 }
@@ -509,7 +550,9 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
   enum ag_code code;
 
   memset(summary, 0, sizeof(*summary));
-  code = agent_process_requests(agent, err);
+  code = recover_publications(agent, err);
+  if (code == AG_OK)
+    code = agent_process_requests(agent, err);
   if (code == AG_OK)
     code = ensure_connected(agent, err);
   if (code == AG_OK)

@@ -30,7 +30,8 @@ struct agent {
   struct manifest *manifest;
   struct remote *remote; /* NULL while disconnected */
   struct stable *stable;
-  char *download_dir;                 /* <state_dir>/tmp */
+  struct stable *skipped; /* skipped entries already logged, by key */
+  char *download_dir;     /* <state_dir>/tmp */
   agent_progress_fn progress_display; /* see agent_set_progress_display() */
   void *progress_display_ctx;
   struct claim_state *claims; /* claim_internal.h; NULL until first used */
@@ -58,6 +59,15 @@ struct candidate {
  * when the pass must stop (connection or local failure). */
 enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
                          struct agent_summary *summary, struct ag_error *err);
+
+/* Finish every publication that a crash interrupted after its intent was
+ * recorded (manifest_record.output_temp): a temporary output that still
+ * exists is renamed into place, one that is gone was renamed before. Each
+ * such record becomes DELIVERED, so the remote step follows and nothing
+ * is published twice. Must run before the temporary files of the output
+ * folder are cleaned up. Errors: AG_ELOCAL (the output folder), AG_ESTATE,
+ * AG_ENOMEM. */
+enum ag_code recover_publications(struct agent *agent, struct ag_error *err);
 
 /* Run the delivered file's pending hook (hook_run_pending()), then, once
  * it has succeeded or when none is pending, finish the remote step (move,
@@ -92,6 +102,17 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
 enum ag_code dispose_move(struct agent *agent, const char *from,
                           const char *planned, const char *tag, char **final,
                           struct ag_error *err);
+
+/* Finish a failure that an interrupted run recorded (state SEEN or
+ * DOWNLOADED with reason and archive_path set, see dispose_failed()):
+ * when the file left the inbox, write its reason file if it is missing
+ * and record it as FAILED. A file still in the inbox is left for the
+ * listing, which takes it again. */
+enum ag_code dispose_resume_failed(struct agent *agent, const char *rel,
+                                   size_t rel_len,
+                                   struct manifest_record *record,
+                                   struct agent_summary *summary,
+                                   struct ag_error *err);
 
 /* Return the planned archive path for rel (archive folder, optional date
  * layout, relative path), malloc'd. The real target may get a suffix when

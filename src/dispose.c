@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/fault.h"
 #include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/output.h"
@@ -77,17 +78,51 @@ static char *parent_of(const char *path)
   return strndup(path, base > 1 ? base - 1 : 1);
 }
 
-/* Rename from into planned, or into the first free alternative name.
- * Stores the name used in *final (malloc'd). */
-static enum ag_code move_without_overwrite(struct agent *agent,
+/* The record of a file that is being moved, and where its manifest record
+ * is stored. Before each rename, the target goes into the record and the
+ * record into the manifest, unless the manifest has it already, so that
+ * after a crash the next pass can find the file. */
+struct move_plan {
+  struct agent *agent;
+  const char *rel;
+  size_t rel_len;
+  struct manifest_record *record; /* NULL for a move without a record */
+  bool stored;                    /* the manifest has record->archive_path */
+  char *final; /* without a record: the name used, malloc'd */
+};
+
+static enum ag_code store_target(struct move_plan *plan, const char *target,
+                                 struct ag_error *err)
+{
+  struct manifest_record *record = plan->record;
+
+  if (plan->stored && record->archive_path != NULL &&
+      strcmp(record->archive_path, target) == 0)
+    return AG_OK;
+  char *copy = strdup(target);
+  if (copy == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  free(record->archive_path);
+  record->archive_path = copy;
+  record->updated = plat_wall_time();
+  enum ag_code code = manifest_put(plan->agent->manifest, plan->rel,
+                                   plan->rel_len, record, err);
+  plan->stored = code == AG_OK;
+  return code;
+}
+
+/* Rename from into planned, or into the first free alternative name,
+ * storing each target in the manifest before its rename (see struct
+ * move_plan). On success plan->record->archive_path is the name used. */
+static enum ag_code move_without_overwrite(struct move_plan *plan,
                                            const char *from,
                                            const char *planned, const char *tag,
-                                           char **final, struct ag_error *err)
+                                           struct ag_error *err)
 {
+  struct agent *agent = plan->agent;
   char *folder = parent_of(planned);
   enum ag_code code = AG_OK;
 
-  *final = NULL;
   if (folder == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   code = remote_mkdirs(agent->remote, folder, err);
@@ -101,15 +136,33 @@ static enum ag_code move_without_overwrite(struct agent *agent,
       return ag_error_set(err, AG_ENOMEM, "out of memory");
 
     struct ag_error rename_err = {0};
-    code = remote_rename(agent->remote, from, target, &rename_err);
+    if (plan->record != NULL) {
+      code = store_target(plan, target, err);
+      free(target);
+      target = NULL;
+      if (code != AG_OK)
+        return code;
+    }
+    const char *to = plan->record != NULL ? plan->record->archive_path : target;
+    FAULT_POINT("before_remote_rename");
+    code = remote_rename(agent->remote, from, to, &rename_err);
+    FAULT_POINT("after_remote_rename");
     if (code == AG_OK) {
-      *final = target;
+      plan->final = target;
       return AG_OK;
     }
     free(target);
     if (code != AG_EEXIST)
       return ag_error_set(err, code, "%s", rename_err.message);
-    code = AG_OK;
+
+    /* A server may report the taken target before the missing source.
+     * After a crash that happened after the move, the recorded target is
+     * the file itself, so it must stay the recorded one. */
+    struct remote_entry entry;
+    struct ag_error stat_err = {0};
+    code = remote_stat(agent->remote, from, &entry, &stat_err);
+    if (code != AG_OK)
+      return ag_error_set(err, code, "%s", stat_err.message);
   }
   if (code != AG_OK)
     return code;
@@ -122,7 +175,11 @@ enum ag_code dispose_move(struct agent *agent, const char *from,
                           const char *planned, const char *tag, char **final,
                           struct ag_error *err)
 {
-  return move_without_overwrite(agent, from, planned, tag, final, err);
+  struct move_plan plan = {.agent = agent};
+  enum ag_code code = move_without_overwrite(&plan, from, planned, tag, err);
+
+  *final = plan.final;
+  return code;
 }
 
 static enum ag_code record_done(struct agent *agent, const char *rel,
@@ -162,15 +219,21 @@ static enum ag_code settle_vanished_source(struct agent *agent,
 
 /* Carry out on_success for a delivered file. Any error is returned in
  * err; the caller decides whether it ends the pass. */
-static enum ag_code apply_on_success(struct agent *agent, const char *source,
+static enum ag_code apply_on_success(struct agent *agent, const char *rel,
+                                     size_t rel_len, const char *source,
                                      const char *shown,
                                      struct manifest_record *record,
-                                     struct ag_error *err)
+                                     bool target_stored, struct ag_error *err)
 {
+  struct move_plan plan = {.agent = agent,
+                           .rel = rel,
+                           .rel_len = rel_len,
+                           .record = record,
+                           .stored = target_stored};
   enum ag_code code = AG_OK;
-  char *final = NULL;
   const char *tag = record->sha256[0] != '\0' ? record->sha256 : "copy";
   char short_tag[9];
+  char *planned = NULL;
 
   switch (agent->config->on_success) {
   case ON_SUCCESS_KEEP:
@@ -182,18 +245,17 @@ static enum ag_code apply_on_success(struct agent *agent, const char *source,
     break;
   case ON_SUCCESS_MOVE:
     snprintf(short_tag, sizeof(short_tag), "%.8s", tag);
-    code = move_without_overwrite(agent, source, record->archive_path,
-                                  short_tag, &final, err);
+    planned = strdup(record->archive_path);
+    if (planned == NULL)
+      return ag_error_set(err, AG_ENOMEM, "out of memory");
+    code = move_without_overwrite(&plan, source, planned, short_tag, err);
+    free(planned);
     break;
   }
 
   if (code == AG_ENOENT) {
     ag_error_clear(err);
     return settle_vanished_source(agent, shown, record, err);
-  }
-  if (code == AG_OK && final != NULL) {
-    free(record->archive_path);
-    record->archive_path = final;
   }
   return code;
 }
@@ -266,6 +328,9 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
   if (source == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   log_escape(shown, sizeof(shown), rel, rel_len);
+  /* The DELIVERED record in the manifest contains the planned archive
+   * path, unless it predates that field. */
+  bool target_stored = record->archive_path != NULL;
   if (record->archive_path == NULL &&
       agent->config->on_success == ON_SUCCESS_MOVE) {
     record->archive_path =
@@ -276,7 +341,8 @@ enum ag_code dispose_delivered(struct agent *agent, const char *rel,
     }
   }
 
-  code = apply_on_success(agent, source, shown, record, &step_err);
+  code = apply_on_success(agent, rel, rel_len, source, shown, record,
+                          target_stored, &step_err);
   if (code != AG_OK) {
     if (agent_error_is_fatal(code)) {
       ag_error_set(err, code, "%s", step_err.message);
@@ -374,8 +440,10 @@ static void write_reason_file(struct agent *agent, const char *failed_path,
                shown, stamp, reason);
   if (len >= (int)sizeof(text))
     len = (int)sizeof(text) - 1;
-  if (remote_write_new(agent->remote, path, text, (size_t)len, &write_err) !=
-      AG_OK)
+  /* AG_EEXIST: an interrupted run wrote it before the crash. */
+  enum ag_code code =
+      remote_write_new(agent->remote, path, text, (size_t)len, &write_err);
+  if (code != AG_OK && code != AG_EEXIST)
     log_warn("cannot write reason file '%s': %s", path, write_err.message);
   free(path);
 }
@@ -389,7 +457,6 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
   char shown[512];
   char *source = NULL;
   char *planned = NULL;
-  char *final = NULL;
   enum ag_code code = AG_OK;
 
   log_escape(shown, sizeof(shown), file->rel, file->rel_len);
@@ -408,8 +475,13 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
       code = ag_error_set(err, AG_ENOMEM, "out of memory");
       goto out;
     }
-    code = move_without_overwrite(agent, source, planned, "failed", &final,
-                                  &move_err);
+    /* The reason and the target go into the manifest before the move, so
+     * that dispose_resume_failed() can finish the job after a crash. */
+    struct move_plan plan = {.agent = agent,
+                             .rel = file->rel,
+                             .rel_len = file->rel_len,
+                             .record = record};
+    code = move_without_overwrite(&plan, source, planned, "failed", &move_err);
     if (code != AG_OK) {
       if (agent_error_is_fatal(code)) {
         ag_error_set(err, code, "%s", move_err.message);
@@ -422,10 +494,7 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
       code = AG_OK;
       goto out;
     }
-    write_reason_file(agent, final, shown, reason);
-    free(record->archive_path);
-    record->archive_path = final;
-    final = NULL;
+    write_reason_file(agent, record->archive_path, shown, reason);
   }
 
   code = record_done(agent, file->rel, file->rel_len, record, MANIFEST_FAILED,
@@ -444,6 +513,55 @@ enum ag_code dispose_failed(struct agent *agent, const struct candidate *file,
 out:
   free(source);
   free(planned);
-  free(final);
+  return code;
+}
+
+enum ag_code dispose_resume_failed(struct agent *agent, const char *rel,
+                                   size_t rel_len,
+                                   struct manifest_record *record,
+                                   struct agent_summary *summary,
+                                   struct ag_error *err)
+{
+  struct remote_entry entry;
+  struct ag_error stat_err = {0};
+  char shown[512];
+  char target[1024];
+  char *source = rpath_join(agent->config->inbox, rel, rel_len);
+
+  if (source == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  enum ag_code code = remote_stat(agent->remote, source, &entry, &stat_err);
+  free(source);
+
+  /* A file still in the inbox was not moved; the listing takes it again. */
+  if (code != AG_ENOENT)
+    return code == AG_OK || !agent_error_is_fatal(code)
+               ? AG_OK
+               : ag_error_set(err, code, "%s", stat_err.message);
+
+  log_escape(shown, sizeof(shown), rel, rel_len);
+  escape_path(target, sizeof(target), record->archive_path);
+  code = remote_stat(agent->remote, record->archive_path, &entry, &stat_err);
+  if (code == AG_OK) {
+    write_reason_file(agent, record->archive_path, shown, record->reason);
+    log_error("failed '%s': %s; moved to %s by an interrupted run", shown,
+              record->reason, target);
+  } else if (code == AG_ENOENT) {
+    log_warn("'%s' failed (%s) and left the inbox, but it is not at '%s', "
+             "where an interrupted run was moving it; recording it as failed",
+             shown, record->reason, target);
+    free(record->archive_path);
+    record->archive_path = NULL;
+  } else {
+    return agent_error_is_fatal(code)
+               ? ag_error_set(err, code, "%s", stat_err.message)
+               : AG_OK;
+  }
+
+  code = record_done(agent, rel, rel_len, record, MANIFEST_FAILED, err);
+  if (code == AG_OK) {
+    summary->failed++;
+    summary->failed_by_format[agent_format_of(record->format)]++;
+  }
   return code;
 }

@@ -9,7 +9,9 @@
 
 #include <openssl/evp.h>
 
+#include "agent/atomic_file.h"
 #include "agent/export.h"
+#include "agent/fault.h"
 #include "agent/log.h"
 #include "agent/mapping.h"
 #include "agent/names.h"
@@ -88,6 +90,7 @@ static enum ag_code download_file(struct agent *agent,
   }
   code = plat_create_temp(agent->download_dir, "download", &download->file,
                           &download->path, err);
+  FAULT_POINT("before_download");
   if (code == AG_OK)
     code = remote_download(agent->remote, remote_path, file->size, file->mtime,
                            write_block, download, err);
@@ -154,12 +157,30 @@ static enum ag_code parse_export(const struct config *config,
   return code;
 }
 
-/* Parse the downloaded copy into a new output document and publish it.
- * On AG_EPARSE, err contains the reason and nothing was published. */
+/* The prepared output files of one file, with their final names in
+ * output_dir: the document, or the passthrough copy and its sidecar. */
+struct publication {
+  struct atomic_file *files[2];
+  char *names[2];
+  size_t count;
+};
+
+static void publication_free(struct publication *pub)
+{
+  for (size_t i = 0; i < pub->count; i++) {
+    atomic_file_free(pub->files[i]);
+    free(pub->names[i]);
+  }
+  memset(pub, 0, sizeof(*pub));
+}
+
+/* Parse the downloaded copy into a new output document and prepare it for
+ * publication. On AG_EPARSE, err contains the reason and nothing is left
+ * in the output folder. */
 static enum ag_code
-parse_and_publish(struct agent *agent, const struct candidate *file,
+parse_and_prepare(struct agent *agent, const struct candidate *file,
                   const struct download *download, enum export_format format,
-                  char **output_name, size_t *items, struct ag_error *err)
+                  struct publication *pub, size_t *items, struct ag_error *err)
 {
   struct output_source source = {
       .inbox = agent->config->inbox,
@@ -174,7 +195,6 @@ parse_and_publish(struct agent *agent, const struct candidate *file,
   char suffix[32];
   enum ag_code code;
 
-  *output_name = NULL;
   code = output_begin(agent->config->output_dir, &source, &doc, err);
   if (code != AG_OK)
     return code;
@@ -184,25 +204,26 @@ parse_and_publish(struct agent *agent, const struct candidate *file,
     output_abort(doc);
     return code;
   }
+  *items = output_item_count(doc);
 
   /* The name depends only on the path and the content, so publishing again
    * after a crash replaces the same file instead of adding a second. */
   snprintf(suffix, sizeof(suffix), ".%.16s.json", download->sha256);
-  *output_name = names_local_file(file->rel, file->rel_len, suffix);
-  if (*output_name == NULL) {
+  pub->names[0] = names_local_file(file->rel, file->rel_len, suffix);
+  pub->count = 1;
+  if (pub->names[0] == NULL) {
     output_abort(doc);
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   }
-  *items = output_item_count(doc);
-  return output_commit(doc, *output_name, err);
+  return output_finish(doc, &pub->files[0], err);
 }
 
-/* Copy the downloaded file unchanged into the output folder, with its
- * sidecar. */
-static enum ag_code publish_original(struct agent *agent,
+/* Prepare an unchanged copy of the downloaded file and its sidecar. */
+static enum ag_code prepare_original(struct agent *agent,
                                      const struct candidate *file,
                                      const struct download *download,
-                                     char **output_name, struct ag_error *err)
+                                     struct publication *pub,
+                                     struct ag_error *err)
 {
   struct output_source source = {
       .inbox = agent->config->inbox,
@@ -213,9 +234,64 @@ static enum ag_code publish_original(struct agent *agent,
       .sha256 = download->sha256,
       .format = "passthrough",
   };
+  struct passthrough_files files;
+  enum ag_code code = passthrough_prepare(agent->config->output_dir, &source,
+                                          download->path, &files, err);
 
-  return passthrough_publish(agent->config->output_dir, &source, download->path,
-                             output_name, err);
+  if (code != AG_OK)
+    return code;
+  size_t size = strlen(files.name) + sizeof(".json");
+  pub->files[0] = files.copy;
+  pub->files[1] = files.sidecar;
+  pub->names[0] = files.name;
+  pub->names[1] = malloc(size);
+  pub->count = 2;
+  if (pub->names[1] == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  snprintf(pub->names[1], size, "%s.json", files.name);
+  return AG_OK;
+}
+
+/* Record the publication intent (the temporary and final names), rename
+ * the prepared files into place, and store the output name in record.
+ * Once the intent is recorded, the temporary files are left to crash
+ * recovery (recover_publications()) if a rename fails. */
+static enum ag_code publish(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record,
+                            struct publication *pub, struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+
+  FAULT_POINT("output_written");
+  free(record->output);
+  record->output = strdup(pub->names[0]);
+  record->output_temp = strdup(atomic_file_temp_name(pub->files[0]));
+  if (pub->count > 1)
+    record->sidecar_temp = strdup(atomic_file_temp_name(pub->files[1]));
+  if (record->output == NULL || record->output_temp == NULL ||
+      (pub->count > 1 && record->sidecar_temp == NULL))
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+
+  /* A failed commit may still have reached the disk, so from here on the
+   * temporary files stay; the next start removes those of no intent. */
+  for (size_t i = 0; i < pub->count; i++)
+    atomic_file_keep_temp(pub->files[i]);
+  code = record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
+  if (code != AG_OK)
+    return code;
+  FAULT_POINT("after_publish_intent");
+
+  /* The copy goes before its sidecar, so a reader that waits for the
+   * sidecar finds the copy whole. */
+  for (size_t i = 0; i < pub->count && code == AG_OK; i++)
+    code = atomic_file_publish(pub->files[i], pub->names[i], err);
+  if (code != AG_OK)
+    return code;
+  free(record->output_temp);
+  free(record->sidecar_temp);
+  record->output_temp = NULL;
+  record->sidecar_temp = NULL;
+  return AG_OK;
 }
 
 /* Return the reason a file cannot be taken before it is even parsed, or
@@ -235,33 +311,50 @@ static const char *precheck(const struct candidate *file,
 }
 
 /* Start the record for this attempt, keeping what an earlier attempt at
- * the same name recorded about its history. */
-static enum ag_code start_record(struct agent *agent,
-                                 const struct candidate *file,
-                                 const char *format_name,
-                                 struct manifest_record *record,
-                                 struct ag_error *err)
+ * the same name recorded about its history. The earlier record, if any,
+ * is stored in *earlier (state 0 when there was none); the caller clears
+ * it. */
+static enum ag_code
+start_record(struct agent *agent, const struct candidate *file,
+             const char *format_name, struct manifest_record *record,
+             struct manifest_record *earlier, struct ag_error *err)
 {
-  struct manifest_record earlier = {0};
   bool found = false;
   enum ag_code code = manifest_get(agent->manifest, file->rel, file->rel_len,
-                                   &earlier, &found, err);
+                                   earlier, &found, err);
 
   if (code != AG_OK)
     return code;
-  record->first_seen = found ? earlier.first_seen : plat_wall_time();
-  record->attempts = found ? earlier.attempts + 1 : 1;
+  record->first_seen = found ? earlier->first_seen : plat_wall_time();
+  record->attempts = found ? earlier->attempts + 1 : 1;
   record->size = file->size;
   record->mtime = file->mtime;
   snprintf(record->format, sizeof(record->format), "%s", format_name);
-  manifest_record_clear(&earlier);
   return record_step(agent, file, record, MANIFEST_SEEN, err);
+}
+
+/* Undo start_record() for a file that vanished before its download: put
+ * the earlier record back, or remove the new one, so that the manifest
+ * shows nothing half done for a file that no longer exists. */
+static enum ag_code forget_vanished(struct agent *agent,
+                                    const struct candidate *file,
+                                    const struct manifest_record *earlier,
+                                    struct ag_error *err)
+{
+  bool found = false;
+
+  if (earlier->state != 0)
+    return manifest_put(agent->manifest, file->rel, file->rel_len, earlier,
+                        err);
+  return manifest_delete(agent->manifest, file->rel, file->rel_len, &found,
+                         err);
 }
 
 /* Decide what a failed download means for this file: a fatal error ends
  * the pass, a file that changed or vanished waits for the next pass. */
 static enum ag_code handle_download_error(struct agent *agent,
                                           const struct candidate *file,
+                                          const struct manifest_record *earlier,
                                           const struct ag_error *file_err,
                                           struct agent_summary *summary,
                                           struct ag_error *err)
@@ -273,10 +366,17 @@ static enum ag_code handle_download_error(struct agent *agent,
     return ag_error_set(err, file_err->code, "%s", file_err->message);
 
   stable_forget(agent->stable, file->rel, file->rel_len);
-  if (file_err->code == AG_ECHANGED || file_err->code == AG_ENOENT) {
+  if (file_err->code == AG_ENOENT) {
     summary->vanished++;
-    log_info("'%s' changed or vanished during download; it will be taken "
-             "again once it is stable: %s",
+    log_info("'%s' vanished from the inbox before it was downloaded; "
+             "nothing to do",
+             shown);
+    return forget_vanished(agent, file, earlier, err);
+  }
+  if (file_err->code == AG_ECHANGED) {
+    summary->vanished++;
+    log_info("'%s' changed during download, so the copy was discarded; it "
+             "is taken again once it is stable: %s",
              shown, file_err->message);
     return AG_OK;
   }
@@ -294,9 +394,9 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   enum export_format format =
       passthrough ? EXPORT_UNKNOWN : export_format_of(base);
   struct manifest_record record = {0};
+  struct manifest_record earlier = {0};
   struct download download = {0};
   struct ag_error file_err = {0};
-  char *output_name = NULL;
   size_t items = 0;
   bool duplicate = false;
   char shown[512];
@@ -313,7 +413,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
       claim_take(agent, file, &record.claim_path, &taken, summary, err);
   if (code != AG_OK || !taken)
     goto out;
-  code = start_record(agent, file, format_name, &record, err);
+  code = start_record(agent, file, format_name, &record, &earlier, err);
   if (code != AG_OK)
     goto out;
   const char *refusal = precheck(file, format, passthrough);
@@ -332,9 +432,11 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
                shown);
       goto out;
     }
-    code = handle_download_error(agent, file, &file_err, summary, err);
+    code =
+        handle_download_error(agent, file, &earlier, &file_err, summary, err);
     goto out;
   }
+  FAULT_POINT("after_download");
   summary->bytes += download.bytes;
   memcpy(record.sha256, download.sha256, sizeof(record.sha256));
   code = record_step(agent, file, &record, MANIFEST_DOWNLOADED, err);
@@ -350,16 +452,21 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
              "%.16s); archiving it without a second delivery",
              shown, record.sha256);
   } else {
+    struct publication pub = {0};
     if (passthrough)
-      code = publish_original(agent, file, &download, &output_name, &file_err);
+      code = prepare_original(agent, file, &download, &pub, &file_err);
     else
-      code = parse_and_publish(agent, file, &download, format, &output_name,
-                               &items, &file_err);
+      code = parse_and_prepare(agent, file, &download, format, &pub, &items,
+                               &file_err);
     if (code == AG_EPARSE) {
+      publication_free(&pub);
       code =
           dispose_failed(agent, file, &record, file_err.message, summary, err);
       goto out;
     }
+    if (code == AG_OK)
+      code = publish(agent, file, &record, &pub, &file_err);
+    publication_free(&pub);
     if (code != AG_OK) {
       code = ag_error_set(err, code, "%s", file_err.message);
       goto out;
@@ -370,7 +477,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
       log_info("delivered '%s' (original document, %llu bytes) as '%s/%s' "
                "with its sidecar '%s.json'",
                shown, (unsigned long long)file->size, agent->config->output_dir,
-               output_name, output_name);
+               record.output, record.output);
     else
       log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
                record.format, items,
@@ -378,9 +485,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
                    ? (items == 1 ? "record" : "records")
                    : (items == 1 ? "annotation" : "annotations"),
                (unsigned long long)file->size, agent->config->output_dir,
-               output_name);
-    record.output = output_name;
-    output_name = NULL;
+               record.output);
   }
 
   /* The planned archive path goes into the DELIVERED record, so that after
@@ -391,15 +496,17 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     if (record.archive_path == NULL)
       code = ag_error_set(err, AG_ENOMEM, "out of memory");
   }
+  FAULT_POINT("before_delivered_commit");
   if (code == AG_OK)
     code = record_step(agent, file, &record, MANIFEST_DELIVERED, err);
+  FAULT_POINT("after_delivered_commit");
   if (code == AG_OK)
     code = dispose_delivered(agent, file->rel, file->rel_len, &record, summary,
                              err);
 
 out:
-  free(output_name);
   download_discard(&download);
   manifest_record_clear(&record);
+  manifest_record_clear(&earlier);
   return code;
 }

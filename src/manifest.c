@@ -788,6 +788,8 @@ void manifest_record_clear(struct manifest_record *record)
   free(record->hook_error);
   free(record->archive_error);
   free(record->claim_path);
+  free(record->output_temp);
+  free(record->sidecar_temp);
   memset(record, 0, sizeof(*record));
 }
 

@@ -13,7 +13,10 @@
  * valid UTF-8 (a remote path in a legacy encoding) is stored as base64
  * under its name plus "_b64", because JSON strings must be UTF-8. Readers
  * ignore keys that they do not know. A record of a claimed file also has
- * "claim_path", stored like archive_path.
+ * "claim_path", stored like archive_path. A record with a publication
+ * intent also has "output_temp" and, for a passthrough copy,
+ * "sidecar_temp". An older agent ignores them and takes the file again,
+ * which can publish its document a second time.
  * NOTE: the hook fields did not raise RECORD_VERSION, so an older agent
  * reads a record whose hook is pending and archives the file without
  * running the hook. Neither did claim_path, so an older agent looks for a
@@ -99,6 +102,8 @@ char *manifest_record_encode(const struct manifest_record *record)
                          json_integer(record->archive_attempts));
   ok = ok && set_text_field(object, "archive_error", record->archive_error);
   ok = ok && set_text_field(object, "claim_path", record->claim_path);
+  ok = ok && set_text_field(object, "output_temp", record->output_temp);
+  ok = ok && set_text_field(object, "sidecar_temp", record->sidecar_temp);
 
   if (ok)
     text = json_dumps(object, JSON_COMPACT);
@@ -349,6 +354,10 @@ static enum ag_code read_fields(json_t *object, struct manifest_record *record,
     code = read_text(object, "archive_error", &record->archive_error, problem);
   if (code == AG_OK)
     code = read_text(object, "claim_path", &record->claim_path, problem);
+  if (code == AG_OK)
+    code = read_text(object, "output_temp", &record->output_temp, problem);
+  if (code == AG_OK)
+    code = read_text(object, "sidecar_temp", &record->sidecar_temp, problem);
   return code;
 }
 

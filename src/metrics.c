@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/atomic_file.h"
 #include "agent/platform.h"
 
 #define PREFIX "rossum_sftp_agent_"
@@ -129,36 +130,26 @@ enum ag_code metrics_write(const char *path, const struct metrics *metrics,
 {
   char *dir = NULL;
   char *prefix = NULL;
-  char *temp_path = NULL;
-  FILE *file = NULL;
+  struct atomic_file *file = NULL;
   enum ag_code code = split_path(path, &dir, &prefix, err);
 
   if (code != AG_OK)
     goto out;
   plat_remove_stale_temps(dir, prefix);
-  code = plat_create_temp(dir, prefix, &file, &temp_path, err);
-  if (code != AG_OK)
-    goto out;
 
   /* NOTE: 0640 lets only the owner's group read the file, so the
    * collector's user must be in the agent's group. */
-  code = plat_share_with_group(file, temp_path, err);
-  if (code != AG_OK) {
-    fclose(file);
+  code = atomic_file_create(dir, prefix, ATOMIC_FILE_GROUP_READ, &file, err);
+  if (code != AG_OK)
     goto out;
-  }
-  write_metrics(file, metrics);
+  write_metrics(atomic_file_stream(file), metrics);
 
-  /* plat_sync_close() closes the file in every case and reports a write
-   * error that fprintf() left in the stream. */
-  code = plat_sync_close(file, temp_path, err);
-  if (code == AG_OK)
-    code = plat_replace(temp_path, path, err);
+  /* atomic_file_publish() reports a write error that fprintf() left in
+   * the stream. */
+  code = atomic_file_publish(file, prefix + 1, err);
 
 out:
-  if (code != AG_OK && temp_path != NULL)
-    plat_remove(temp_path);
-  free(temp_path);
+  atomic_file_free(file);
   free(prefix);
   free(dir);
   return code;

@@ -1,5 +1,6 @@
-/* Writes one JSON document per source file, item by item, and publishes
- * it with write-to-temp, fsync, rename and folder fsync. */
+/* Writes one JSON document per source file, item by item, into an
+ * atomic_file, which publishes it with write-to-temp, fsync, rename and
+ * folder fsync. */
 #include "agent/output.h"
 
 #include <stdbool.h>
@@ -10,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "agent/atomic_file.h"
 #include "agent/names.h"
 #include "agent/platform.h"
 #include "agent/rpath.h"
@@ -36,9 +38,9 @@ static const bool needs_escape[256] = {
     [0x1E] = true, [0x1F] = true, ['"'] = true,  ['\\'] = true};
 
 struct output_doc {
-  FILE *file;
-  char *temp_path;
-  char *dir;
+  struct atomic_file *output;
+  FILE *file; /* the stream of output */
+  const char *temp_path;
   size_t lists;      /* lists begun */
   size_t items;      /* items of the first list */
   size_t list_items; /* items of the list being written */
@@ -367,17 +369,17 @@ enum ag_code output_begin(const char *dir, const struct output_source *src,
   *out = NULL;
   if (doc == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  doc->dir = strdup(dir);
   source = output_source_object(src);
-  if (doc->dir == NULL || source == NULL) {
+  if (source == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
-  code = plat_create_temp(dir, ".incoming", &doc->file, &doc->temp_path, err);
-  if (code == AG_OK)
-    code = plat_share_with_group(doc->file, doc->temp_path, err);
+  code = atomic_file_create(dir, ".incoming", ATOMIC_FILE_GROUP_READ,
+                            &doc->output, err);
   if (code != AG_OK)
     goto out;
+  doc->file = atomic_file_stream(doc->output);
+  doc->temp_path = atomic_file_temp_path(doc->output);
 
   doc->sink.begin = sink_begin;
   doc->sink.item = sink_item;
@@ -406,57 +408,45 @@ size_t output_item_count(const struct output_doc *doc)
   return doc->items;
 }
 
-enum ag_code output_commit(struct output_doc *doc, const char *final_name,
+enum ag_code output_finish(struct output_doc *doc, struct atomic_file **out,
                            struct ag_error *err)
 {
   enum ag_code code = AG_OK;
-  char *final_path = NULL;
 
+  *out = NULL;
   if (!doc->list_open)
     code = ag_error_set(err, AG_EPARSE, "the parser produced no item list");
   if (code == AG_OK)
     code = write_text(doc, "]}\n", err);
   if (code == AG_OK && flush_buffer(doc) != 0)
     code = ag_error_set(err, AG_ELOCAL, "cannot write '%s'", doc->temp_path);
-  if (code != AG_OK)
-    goto out;
-
-  FILE *file = doc->file;
-  doc->file = NULL;
-  code = plat_sync_close(file, doc->temp_path, err);
-  if (code != AG_OK)
-    goto out;
-
-  size_t size = strlen(doc->dir) + 1 + strlen(final_name) + 1;
-  final_path = malloc(size);
-  if (final_path == NULL) {
-    code = ag_error_set(err, AG_ENOMEM, "out of memory");
-    goto out;
-  }
-  snprintf(final_path, size, "%s/%s", doc->dir, final_name);
-  code = plat_replace(doc->temp_path, final_path, err);
-
-out:
-  free(final_path);
+  if (code == AG_OK)
+    code = atomic_file_prepare(doc->output, err);
   if (code != AG_OK) {
     output_abort(doc);
     return code;
   }
-  free(doc->temp_path);
-  free(doc->dir);
+  *out = doc->output;
   free(doc);
   return AG_OK;
+}
+
+enum ag_code output_commit(struct output_doc *doc, const char *final_name,
+                           struct ag_error *err)
+{
+  struct atomic_file *output = NULL;
+  enum ag_code code = output_finish(doc, &output, err);
+
+  if (code == AG_OK)
+    code = atomic_file_publish(output, final_name, err);
+  atomic_file_free(output);
+  return code;
 }
 
 void output_abort(struct output_doc *doc)
 {
   if (doc == NULL)
     return;
-  if (doc->file != NULL)
-    fclose(doc->file);
-  if (doc->temp_path != NULL)
-    plat_remove(doc->temp_path);
-  free(doc->temp_path);
-  free(doc->dir);
+  atomic_file_free(doc->output);
   free(doc);
 }

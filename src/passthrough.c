@@ -1,6 +1,6 @@
 /* Copies original documents into the output folder, each with a JSON
- * sidecar, and publishes both with write-to-temp, fsync, rename and folder
- * fsync. */
+ * sidecar, and publishes both through atomic_file (write-to-temp, fsync,
+ * rename, folder fsync). */
 #include "agent/passthrough.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@
 
 #define COPY_BLOCK_SIZE (64 * 1024)
 
-/* Writes the content of a file that publish_file() is creating. */
+/* Writes the content of a file that prepare_file() is creating. */
 typedef enum ag_code (*content_writer)(FILE *file, const char *temp_path,
                                        const void *ctx, struct ag_error *err);
 
@@ -32,54 +32,28 @@ bool passthrough_selected(const struct config *config, const char *name)
   return selected;
 }
 
-static char *join_local(const char *dir, const char *name)
-{
-  size_t size = strlen(dir) + 1 + strlen(name) + 1;
-  char *path = malloc(size);
-
-  if (path != NULL)
-    snprintf(path, size, "%s/%s", dir, name);
-  return path;
-}
-
-/* Create dir/name through a temporary file that write fills, syncs and
- * renames into place. On failure the temporary file is removed. */
-static enum ag_code publish_file(const char *dir, const char *name,
-                                 content_writer write, const void *ctx,
+/* Create a temporary file in dir that write fills, and prepare it. On
+ * failure the temporary file is removed and *out is NULL. */
+static enum ag_code prepare_file(const char *dir, content_writer write,
+                                 const void *ctx, struct atomic_file **out,
                                  struct ag_error *err)
 {
-  char *temp_path = NULL;
-  char *final_path = join_local(dir, name);
-  FILE *file = NULL;
-  enum ag_code code = AG_OK;
+  struct atomic_file *file = NULL;
+  enum ag_code code =
+      atomic_file_create(dir, ".incoming", ATOMIC_FILE_GROUP_READ, &file, err);
 
-  if (final_path == NULL) {
-    code = ag_error_set(err, AG_ENOMEM, "out of memory");
-    goto out;
+  *out = NULL;
+  if (code == AG_OK)
+    code =
+        write(atomic_file_stream(file), atomic_file_temp_path(file), ctx, err);
+  if (code == AG_OK)
+    code = atomic_file_prepare(file, err);
+  if (code != AG_OK) {
+    atomic_file_free(file);
+    return code;
   }
-  code = plat_create_temp(dir, ".incoming", &file, &temp_path, err);
-  if (code == AG_OK)
-    code = plat_share_with_group(file, temp_path, err);
-  if (code == AG_OK)
-    code = write(file, temp_path, ctx, err);
-  if (code != AG_OK)
-    goto out;
-
-  /* plat_sync_close() closes the file in every case. */
-  FILE *written = file;
-  file = NULL;
-  code = plat_sync_close(written, temp_path, err);
-  if (code == AG_OK)
-    code = plat_replace(temp_path, final_path, err);
-
-out:
-  if (file != NULL)
-    fclose(file);
-  if (code != AG_OK && temp_path != NULL)
-    plat_remove(temp_path);
-  free(temp_path);
-  free(final_path);
-  return code;
+  *out = file;
+  return AG_OK;
 }
 
 /* The copy's content: the downloaded file, whose size must still be the
@@ -142,48 +116,83 @@ static enum ag_code write_sidecar(FILE *file, const char *temp_path,
   return AG_OK;
 }
 
-enum ag_code passthrough_publish(const char *dir,
+enum ag_code passthrough_prepare(const char *dir,
                                  const struct output_source *src,
-                                 const char *copy_path, char **name_out,
+                                 const char *copy_path,
+                                 struct passthrough_files *out,
                                  struct ag_error *err)
 {
   struct copy_source copy = {.path = copy_path, .size = src->size};
   char suffix[32];
-  char *name = NULL;
-  char *sidecar_name = NULL;
   json_t *sidecar = NULL;
   enum ag_code code = AG_OK;
 
-  *name_out = NULL;
+  memset(out, 0, sizeof(*out));
   /* Like an output document's name, this depends only on the path and the
    * content, so publishing again after a crash replaces the same files.
    * The fixed ".bin" keeps a copy from ending in ".json" like a
    * document. */
   snprintf(suffix, sizeof(suffix), ".%.16s.bin", src->sha256);
-  name = names_local_file(src->rel, src->rel_len, suffix);
-  sidecar_name = name != NULL ? malloc(strlen(name) + sizeof(".json")) : NULL;
+  out->name = names_local_file(src->rel, src->rel_len, suffix);
   json_t *source = output_source_object(src);
   if (source != NULL)
     sidecar = json_pack("{s:i, s:o}", "format_version", 1, "source", source);
-  if (sidecar_name == NULL || sidecar == NULL) {
+  if (out->name == NULL || sidecar == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
-  snprintf(sidecar_name, strlen(name) + sizeof(".json"), "%s.json", name);
 
-  /* The sidecar goes last, so a reader that waits for it finds the copy
-   * whole. */
-  code = publish_file(dir, name, write_copy, &copy, err);
+  code = prepare_file(dir, write_copy, &copy, &out->copy, err);
   if (code == AG_OK)
-    code = publish_file(dir, sidecar_name, write_sidecar, sidecar, err);
+    code = prepare_file(dir, write_sidecar, sidecar, &out->sidecar, err);
 
 out:
   json_decref(sidecar);
-  free(sidecar_name);
-  if (code != AG_OK) {
-    free(name);
+  if (code != AG_OK)
+    passthrough_files_free(out);
+  return code;
+}
+
+void passthrough_files_free(struct passthrough_files *files)
+{
+  atomic_file_free(files->copy);
+  atomic_file_free(files->sidecar);
+  free(files->name);
+  memset(files, 0, sizeof(*files));
+}
+
+enum ag_code passthrough_publish(const char *dir,
+                                 const struct output_source *src,
+                                 const char *copy_path, char **name_out,
+                                 struct ag_error *err)
+{
+  struct passthrough_files files;
+  char *sidecar_name = NULL;
+  enum ag_code code = passthrough_prepare(dir, src, copy_path, &files, err);
+
+  *name_out = NULL;
+  if (code != AG_OK)
     return code;
+  sidecar_name = malloc(strlen(files.name) + sizeof(".json"));
+  if (sidecar_name == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
   }
-  *name_out = name;
-  return AG_OK;
+  snprintf(sidecar_name, strlen(files.name) + sizeof(".json"), "%s.json",
+           files.name);
+
+  /* The sidecar goes last, so a reader that waits for it finds the copy
+   * whole. */
+  code = atomic_file_publish(files.copy, files.name, err);
+  if (code == AG_OK)
+    code = atomic_file_publish(files.sidecar, sidecar_name, err);
+  if (code == AG_OK) {
+    *name_out = files.name;
+    files.name = NULL;
+  }
+
+out:
+  free(sidecar_name);
+  passthrough_files_free(&files);
+  return code;
 }

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "agent/atomic_file.h"
 #include "agent/hook.h"
 #include "agent/log.h"
 #include "agent/rpath.h"
@@ -378,9 +379,8 @@ static enum ag_code queue_request(const struct config *config,
 {
   char *dir = join_path(config->state_dir, REQUESTS_DIR);
   char *text = encode_request(action, key, key_len);
-  char *temp_path = NULL;
+  struct atomic_file *file = NULL;
   char *final_path = NULL;
-  FILE *file = NULL;
   enum ag_code code = AG_OK;
 
   if (dir == NULL || text == NULL) {
@@ -389,18 +389,17 @@ static enum ag_code queue_request(const struct config *config,
   }
   code = plat_mkdirs(dir, err);
   if (code == AG_OK)
-    code = plat_create_temp(dir, "request", &file, &temp_path, err);
+    code = atomic_file_create(dir, "request", ATOMIC_FILE_PRIVATE, &file, err);
   if (code != AG_OK)
     goto out;
-  fprintf(file, "%s\n", text);
-  code = plat_sync_close(file, temp_path, err);
-  if (code == AG_OK) {
-    final_path = final_request_path(dir, temp_path);
-    if (final_path == NULL)
-      code = ag_error_set(err, AG_ENOMEM, "out of memory");
-  }
+  fprintf(atomic_file_stream(file), "%s\n", text);
+  final_path = final_request_path(dir, atomic_file_temp_path(file));
+  if (final_path == NULL)
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
   if (code == AG_OK)
-    code = plat_replace(temp_path, final_path, err);
+    code = atomic_file_publish(
+        file, final_path + rpath_base_offset(final_path, strlen(final_path)),
+        err);
   if (code == AG_OK)
     log_info("another agent holds the state folder, so the %s request was "
              "queued as '%s'; that agent carries it out at the start of its "
@@ -408,10 +407,8 @@ static enum ag_code queue_request(const struct config *config,
              action_names[action], final_path);
 
 out:
-  if (code != AG_OK && temp_path != NULL)
-    plat_remove(temp_path);
+  atomic_file_free(file);
   free(final_path);
-  free(temp_path);
   free(text);
   free(dir);
   return code;

@@ -132,6 +132,11 @@ int stable_observe(struct stable *tracker, const void *key, size_t key_len,
   return now_ms - node->since_ms >= stable_ms ? 1 : 0;
 }
 
+bool stable_contains(struct stable *tracker, const void *key, size_t key_len)
+{
+  return *find_slot(tracker, key, key_len) != NULL;
+}
+
 void stable_forget(struct stable *tracker, const void *key, size_t key_len)
 {
   struct observation **slot = find_slot(tracker, key, key_len);

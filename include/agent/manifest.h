@@ -61,6 +61,13 @@ struct manifest_record {
    * claim folder, where it is downloaded and moved from. NULL when the
    * file was taken from the inbox without a claim. */
   char *claim_path;
+  /* The publication intent: set in a DOWNLOADED record whose output is
+   * written and synced under these temporary names in output_dir, just
+   * before they are renamed to output (and output + ".json" for the
+   * sidecar of a passthrough copy). After a crash, a temporary file that
+   * is gone was renamed. NULL otherwise. */
+  char *output_temp;
+  char *sidecar_temp;
 };
 
 struct manifest;

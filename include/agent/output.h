@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "agent/atomic_file.h"
 #include "agent/error.h"
 #include "agent/export.h"
 
@@ -48,6 +49,13 @@ const struct export_sink *output_sink(struct output_doc *doc);
 /* Return how many items the first list (annotations or records) got so
  * far. Items of a later list, such as the CSV "documents", do not count. */
 size_t output_item_count(const struct output_doc *doc);
+
+/* Close the last item list and prepare the temporary file
+ * (atomic_file_prepare()), then hand it to the caller in *out, which
+ * publishes and frees it. Frees doc in every case; on failure the
+ * temporary file is removed and *out is NULL. */
+enum ag_code output_finish(struct output_doc *doc, struct atomic_file **out,
+                           struct ag_error *err);
 
 /* Close the last item list, sync the file and rename it to dir/final_name,
  * replacing a file of that name (which, by how names are built, contains the

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 
+#include "agent/atomic_file.h"
 #include "agent/config.h"
 #include "agent/error.h"
 #include "agent/output.h"
@@ -37,5 +38,27 @@ enum ag_code passthrough_publish(const char *dir,
                                  const struct output_source *src,
                                  const char *copy_path, char **name_out,
                                  struct ag_error *err);
+
+/* The two prepared files of a passthrough publication. */
+struct passthrough_files {
+  struct atomic_file *copy;    /* publish as name */
+  struct atomic_file *sidecar; /* publish as name + ".json", after copy */
+  char *name;                  /* the copy's file name, malloc'd */
+};
+
+/* Write and prepare (atomic_file_prepare()) the copy and the sidecar that
+ * passthrough_publish() would publish, without renaming either, and store
+ * them in *out. The caller publishes copy first and frees *out with
+ * passthrough_files_free(). On failure nothing remains and *out is
+ * empty. Errors as passthrough_publish(). */
+enum ag_code passthrough_prepare(const char *dir,
+                                 const struct output_source *src,
+                                 const char *copy_path,
+                                 struct passthrough_files *out,
+                                 struct ag_error *err);
+
+/* Free both files (removing temporary files that were neither published
+ * nor kept) and the name, and reset files to zeros. */
+void passthrough_files_free(struct passthrough_files *files);
 
 #endif

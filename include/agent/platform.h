@@ -53,6 +53,10 @@ int plat_remove_stale_temps(const char *dir, const char *prefix);
 enum ag_code plat_sync_close(FILE *file, const char *path,
                              struct ag_error *err);
 
+/* Sync the folder dir, so that files created, renamed or removed in it
+ * survive a power loss. Error: AG_ELOCAL naming the folder. */
+enum ag_code plat_sync_dir(const char *dir, struct ag_error *err);
+
 /* Rename from onto to, replacing to if it exists, then make the rename
  * durable by syncing the folder that contains to. */
 enum ag_code plat_replace(const char *from, const char *to,

@@ -27,6 +27,9 @@ int stable_observe(struct stable *tracker, const void *key, size_t key_len,
                    uint64_t size, int64_t mtime, int64_t now_ms,
                    int64_t stable_ms);
 
+/* Return whether key was observed and not forgotten or dropped since. */
+bool stable_contains(struct stable *tracker, const void *key, size_t key_len);
+
 /* Forget key, so that its next observation starts a new wait. */
 void stable_forget(struct stable *tracker, const void *key, size_t key_len);
 

@@ -167,6 +167,19 @@ enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
   return code;
 }
 
+enum ag_code plat_sync_dir(const char *dir, struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd < 0 || fsync(fd) != 0)
+    code = ag_error_set(err, AG_ELOCAL, "cannot sync folder '%s': %s", dir,
+                        strerror(errno));
+  if (fd >= 0)
+    close(fd);
+  return code;
+}
+
 /* fsync the folder that contains path, so a rename into it survives a
  * power loss. */
 static enum ag_code sync_parent(const char *path, struct ag_error *err)
@@ -176,13 +189,7 @@ static enum ag_code sync_parent(const char *path, struct ag_error *err)
 
   if (copy == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  const char *dir = dirname(copy);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0)
-    code = ag_error_set(err, AG_ELOCAL, "cannot sync folder '%s': %s", dir,
-                        strerror(errno));
-  if (fd >= 0)
-    close(fd);
+  code = plat_sync_dir(dirname(copy), err);
   free(copy);
   return code;
 }

@@ -53,6 +53,13 @@ running_pid() {
 
 make_keys() {
   local type bits
+  # SSHD_KEY_CACHE names a folder where the first start stores its keys
+  # and later starts copy them from, which saves seconds of RSA key
+  # generation for test suites that start many servers.
+  if [ -n "${SSHD_KEY_CACHE:-}" ] && [ -f "$SSHD_KEY_CACHE/passphrase" ]; then
+    cp -p "$SSHD_KEY_CACHE"/* "$dir/"
+    return
+  fi
   for type in ed25519 ecdsa rsa; do
     bits=()
     [ "$type" = rsa ] && bits=(-b 3072)
@@ -66,6 +73,12 @@ make_keys() {
   printf '%s' "$PASSPHRASE" >"$dir/passphrase"
   chmod 600 "$dir/passphrase"
   cat "$dir"/id_*.pub >"$dir/authorized_keys"
+  if [ -n "${SSHD_KEY_CACHE:-}" ]; then
+    mkdir -p "$SSHD_KEY_CACHE"
+    cp -p "$dir"/ssh_host_* "$dir"/id_* "$dir/authorized_keys" \
+      "$SSHD_KEY_CACHE/"
+    cp -p "$dir/passphrase" "$SSHD_KEY_CACHE/"
+  fi
 }
 
 write_config() {

@@ -240,6 +240,39 @@ static void record_hook_fields(void **state)
   manifest_close(manifest);
 }
 
+/* The publication intent's temporary names survive a reopen, and a record
+ * without them reads them as NULL. */
+static void record_intent_fields(void **state)
+{
+  const char *dir = *state;
+  struct manifest *manifest = open_ok(dir);
+  struct manifest_record in = {0};
+  struct manifest_record out = {0};
+
+  in.state = MANIFEST_DOWNLOADED;
+  memcpy(in.sha256, SHA_A, 65);
+  in.output = "x.bin.0123456789abcdef.bin";
+  in.output_temp = ".incoming.AbC123.tmp";
+  in.sidecar_temp = ".incoming.XyZ789.tmp";
+  put_ok(manifest, "x.bin", 5, &in);
+  manifest = reopen(manifest, dir);
+  get_ok(manifest, "x.bin", 5, &out);
+  assert_int_equal(out.state, MANIFEST_DOWNLOADED);
+  assert_string_equal(out.output_temp, in.output_temp);
+  assert_string_equal(out.sidecar_temp, in.sidecar_temp);
+  manifest_record_clear(&out);
+
+  in.state = MANIFEST_DELIVERED;
+  in.output_temp = NULL;
+  in.sidecar_temp = NULL;
+  put_ok(manifest, "x.bin", 5, &in);
+  get_ok(manifest, "x.bin", 5, &out);
+  assert_null(out.output_temp);
+  assert_null(out.sidecar_temp);
+  manifest_record_clear(&out);
+  manifest_close(manifest);
+}
+
 /* A record written before the hook existed reads with the hook's
  * defaults: not done, no failed runs, no retry time and no error. */
 static void record_without_hook_fields(void **state)
@@ -943,6 +976,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       FOLDER_TEST(record_round_trip),
       FOLDER_TEST(record_hook_fields),
+      FOLDER_TEST(record_intent_fields),
       FOLDER_TEST(record_without_hook_fields),
       FOLDER_TEST(record_claim_path),
       FOLDER_TEST(record_extreme_values),

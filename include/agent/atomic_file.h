@@ -1,0 +1,68 @@
+/* Local files published atomically: every file that the agent writes for
+ * others to read (outputs, sidecars, the metrics file, queued requests)
+ * goes through this one helper.
+ *
+ * The content goes into a temporary file "<prefix>.XXXXXX.tmp" in the
+ * target folder. atomic_file_prepare() flushes, syncs and closes it and
+ * syncs the folder, so that the whole temporary file survives a crash.
+ * atomic_file_publish() renames it onto its final name and syncs the
+ * folder again, so a reader sees either the old file or the whole new one,
+ * also after a power loss.
+ *
+ * Between the two steps a caller may record the temporary name (see
+ * atomic_file_keep_temp()). After a crash, a temporary file that still
+ * exists was never published, and one that is gone was renamed, because
+ * only the agent removes its temporary files. */
+#ifndef AGENT_ATOMIC_FILE_H
+#define AGENT_ATOMIC_FILE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "agent/error.h"
+
+/* The read permission of the published file. */
+enum atomic_file_mode {
+  ATOMIC_FILE_PRIVATE,   /* the owner only (0600 on POSIX) */
+  ATOMIC_FILE_GROUP_READ /* the owner's group too (0640 on POSIX) */
+};
+
+struct atomic_file;
+
+/* Create the temporary file "<prefix>.XXXXXX.tmp" in dir and store a
+ * handle in *out, which the caller frees with atomic_file_free(). Error:
+ * AG_ELOCAL naming dir, AG_ENOMEM. */
+enum ag_code atomic_file_create(const char *dir, const char *prefix,
+                                enum atomic_file_mode mode,
+                                struct atomic_file **out, struct ag_error *err);
+
+/* Return the stream to write the content into, or NULL once the file is
+ * prepared. The stream belongs to file. */
+FILE *atomic_file_stream(struct atomic_file *file);
+
+/* Return the temporary file's full path, or its name within the folder. */
+const char *atomic_file_temp_path(const struct atomic_file *file);
+const char *atomic_file_temp_name(const struct atomic_file *file);
+
+/* Flush, sync and close the temporary file, then sync its folder. A write
+ * error that the stream kept is reported here. Calling it again does
+ * nothing. Error: AG_ELOCAL naming the file. */
+enum ag_code atomic_file_prepare(struct atomic_file *file,
+                                 struct ag_error *err);
+
+/* Prepare the file if that has not happened, rename it onto name in the
+ * same folder, replacing a file of that name, and sync the folder. Error:
+ * AG_ELOCAL; the temporary file then still exists unless the rename
+ * happened and only the folder sync failed. */
+enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
+                                 struct ag_error *err);
+
+/* Make atomic_file_free() leave the temporary file in place, for a caller
+ * that recorded its name and lets crash recovery decide its fate. */
+void atomic_file_keep_temp(struct atomic_file *file);
+
+/* Close the file, remove the temporary file unless it was published or
+ * kept, and free the handle. Accepts NULL. */
+void atomic_file_free(struct atomic_file *file);
+
+#endif

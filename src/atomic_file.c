@@ -1,0 +1,120 @@
+/* Atomic publication of local files: temporary file, sync, rename, folder
+ * sync. See agent/atomic_file.h. */
+#include "agent/atomic_file.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/platform.h"
+#include "agent/rpath.h"
+
+struct atomic_file {
+  FILE *stream; /* NULL once prepared */
+  char *dir;
+  char *temp_path;
+  bool prepared;
+  bool published;
+  bool keep_temp;
+};
+
+enum ag_code atomic_file_create(const char *dir, const char *prefix,
+                                enum atomic_file_mode mode,
+                                struct atomic_file **out, struct ag_error *err)
+{
+  struct atomic_file *file = calloc(1, sizeof(*file));
+  enum ag_code code = AG_OK;
+
+  *out = NULL;
+  if (file == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  file->dir = strdup(dir);
+  if (file->dir == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+  code = plat_create_temp(dir, prefix, &file->stream, &file->temp_path, err);
+  if (code == AG_OK && mode == ATOMIC_FILE_GROUP_READ)
+    code = plat_share_with_group(file->stream, file->temp_path, err);
+
+out:
+  if (code != AG_OK) {
+    atomic_file_free(file);
+    return code;
+  }
+  *out = file;
+  return AG_OK;
+}
+
+FILE *atomic_file_stream(struct atomic_file *file)
+{
+  return file->stream;
+}
+
+const char *atomic_file_temp_path(const struct atomic_file *file)
+{
+  return file->temp_path;
+}
+
+const char *atomic_file_temp_name(const struct atomic_file *file)
+{
+  return file->temp_path +
+         rpath_base_offset(file->temp_path, strlen(file->temp_path));
+}
+
+enum ag_code atomic_file_prepare(struct atomic_file *file, struct ag_error *err)
+{
+  if (file->prepared)
+    return AG_OK;
+
+  /* plat_sync_close() closes the stream in every case. */
+  FILE *stream = file->stream;
+  file->stream = NULL;
+  enum ag_code code = plat_sync_close(stream, file->temp_path, err);
+
+  /* The folder sync makes the temporary file's name durable, so that after
+   * a power loss "the temporary file is gone" still means "renamed". */
+  if (code == AG_OK)
+    code = plat_sync_dir(file->dir, err);
+  file->prepared = code == AG_OK;
+  return code;
+}
+
+enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
+                                 struct ag_error *err)
+{
+  size_t size = strlen(file->dir) + 1 + strlen(name) + 1;
+  char *final_path = NULL;
+  enum ag_code code = atomic_file_prepare(file, err);
+
+  if (code != AG_OK)
+    return code;
+  final_path = malloc(size);
+  if (final_path == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  snprintf(final_path, size, "%s/%s", file->dir, name);
+
+  code = plat_replace(file->temp_path, final_path, err);
+  /* plat_replace() fails after the rename only when the folder sync
+   * fails; the temporary name is gone then and must not be removed. */
+  file->published = code == AG_OK || plat_exists(file->temp_path) == 0;
+  free(final_path);
+  return code;
+}
+
+void atomic_file_keep_temp(struct atomic_file *file)
+{
+  file->keep_temp = true;
+}
+
+void atomic_file_free(struct atomic_file *file)
+{
+  if (file == NULL)
+    return;
+  if (file->stream != NULL)
+    fclose(file->stream);
+  if (file->temp_path != NULL && !file->published && !file->keep_temp)
+    plat_remove(file->temp_path);
+  free(file->temp_path);
+  free(file->dir);
+  free(file);
+}

@@ -1,0 +1,116 @@
+/* Unit tests for atomic_file.c: a published file appears whole under its
+ * name, a failed or abandoned one leaves nothing behind, and a kept
+ * temporary file stays for crash recovery. */
+#include "agent/atomic_file.h"
+
+#include "test_support.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PATH_SIZE 512
+
+static void publish_writes_file(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *file = NULL;
+  char path[PATH_SIZE];
+  struct stat info;
+  size_t len = 0;
+
+  assert_int_equal(atomic_file_create(f->dir, ".incoming",
+                                      ATOMIC_FILE_GROUP_READ, &file, &f->err),
+                   AG_OK);
+  assert_true(strncmp(atomic_file_temp_name(file), ".incoming.", 10) == 0);
+  fputs("{\"a\":1}\n", atomic_file_stream(file));
+  assert_int_equal(count_dir_entries(f->dir), 1);
+  assert_int_equal(atomic_file_publish(file, "doc.json", &f->err), AG_OK);
+  atomic_file_free(file);
+
+  join_path(path, sizeof(path), f->dir, "doc.json");
+  char *text = read_file(path, &len);
+  assert_string_equal(text, "{\"a\":1}\n");
+  free(text);
+  assert_int_equal(stat(path, &info), 0);
+  assert_int_equal(info.st_mode & 0777, 0640);
+  assert_int_equal(count_dir_entries(f->dir), 1);
+}
+
+static void free_removes_temp(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *file = NULL;
+
+  assert_int_equal(atomic_file_create(f->dir, "request", ATOMIC_FILE_PRIVATE,
+                                      &file, &f->err),
+                   AG_OK);
+  fputs("partial", atomic_file_stream(file));
+  assert_int_equal(atomic_file_prepare(file, &f->err), AG_OK);
+  assert_null(atomic_file_stream(file));
+  atomic_file_free(file);
+  assert_int_equal(count_dir_entries(f->dir), 0);
+}
+
+static void kept_temp_survives(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *file = NULL;
+  char path[PATH_SIZE];
+  char name[ENTRY_NAME_SIZE];
+  size_t len = 0;
+
+  assert_int_equal(atomic_file_create(f->dir, ".incoming",
+                                      ATOMIC_FILE_GROUP_READ, &file, &f->err),
+                   AG_OK);
+  fputs("whole", atomic_file_stream(file));
+  assert_int_equal(atomic_file_prepare(file, &f->err), AG_OK);
+  snprintf(name, sizeof(name), "%s", atomic_file_temp_name(file));
+  atomic_file_keep_temp(file);
+  atomic_file_free(file);
+
+  /* The kept file is complete, so crash recovery can rename it. */
+  join_path(path, sizeof(path), f->dir, name);
+  char *text = read_file(path, &len);
+  assert_string_equal(text, "whole");
+  free(text);
+}
+
+static void publish_fails_into_missing(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *file = NULL;
+
+  assert_int_equal(atomic_file_create(f->dir, ".incoming",
+                                      ATOMIC_FILE_GROUP_READ, &file, &f->err),
+                   AG_OK);
+  fputs("x", atomic_file_stream(file));
+  assert_int_equal(atomic_file_publish(file, "no/such/folder.json", &f->err),
+                   AG_ELOCAL);
+  assert_non_null(strstr(f->err.message, "cannot rename"));
+  atomic_file_free(file);
+  assert_int_equal(count_dir_entries(f->dir), 0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(publish_writes_file, folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(free_removes_temp, folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(kept_temp_survives, folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(publish_fails_into_missing,
+                                      folder_fixture_setup,
+                                      folder_fixture_teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
