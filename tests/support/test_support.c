@@ -159,6 +159,44 @@ int folder_fixture_teardown(void **state)
   return result;
 }
 
+/* Room for a manifest folder's path. */
+#define MANIFEST_DIR_SIZE 4096
+
+int manifest_dir_setup(void **state)
+{
+  char *dir = malloc(MANIFEST_DIR_SIZE);
+
+  if (dir == NULL)
+    return -1;
+  if (make_temp_dir("test_manifest", dir, MANIFEST_DIR_SIZE) != 0) {
+    free(dir);
+    return -1;
+  }
+  *state = dir;
+  return 0;
+}
+
+int manifest_dir_teardown(void **state)
+{
+  char *dir = *state;
+  int rc = remove_tree(dir);
+
+  free(dir);
+  return rc;
+}
+
+struct manifest *manifest_open_ok(const char *dir)
+{
+  struct ag_error err = {0};
+  struct manifest *manifest = NULL;
+  enum ag_code code = manifest_open(dir, &manifest, &err);
+
+  if (code != AG_OK)
+    print_error("manifest_open: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  return manifest;
+}
+
 /* ---- Files ---- */
 
 void write_file(const char *path, const void *data, size_t len)

@@ -17,6 +17,7 @@
 
 #include "agent/error.h"
 #include "agent/export.h"
+#include "agent/manifest.h"
 
 /* ---- Text and paths ---- */
 
@@ -72,6 +73,19 @@ int folder_fixture_setup(void **state);
  * fixture. Returns -1, which fails the test, when the tree could not be
  * removed. */
 int folder_fixture_teardown(void **state);
+
+/* A cmocka setup function: store a fresh temporary folder (a malloc'd
+ * path from make_temp_dir()) in *state, for tests that open a manifest
+ * there. Returns -1 when it cannot be made. */
+int manifest_dir_setup(void **state);
+
+/* A cmocka teardown function: remove the folder of manifest_dir_setup()
+ * and free its path. Returns -1 when the tree could not be removed. */
+int manifest_dir_teardown(void **state);
+
+/* Open or create the manifest in dir and fail the test, printing the
+ * error, unless that succeeds. */
+struct manifest *manifest_open_ok(const char *dir);
 
 /* ---- Files ---- */
 

@@ -29,41 +29,6 @@
 
 /* ---- Fixtures and helpers ---- */
 
-static int setup_folder(void **state)
-{
-  char *dir = malloc(PATH_SIZE);
-
-  if (dir == NULL)
-    return -1;
-  if (make_temp_dir("test_manifest_durability", dir, PATH_SIZE) != 0) {
-    free(dir);
-    return -1;
-  }
-  *state = dir;
-  return 0;
-}
-
-static int teardown_folder(void **state)
-{
-  char *dir = *state;
-  int rc = remove_tree(dir);
-
-  free(dir);
-  return rc;
-}
-
-static struct manifest *open_ok(const char *dir)
-{
-  struct ag_error err = {0};
-  struct manifest *manifest = NULL;
-  enum ag_code code = manifest_open(dir, &manifest, &err);
-
-  if (code != AG_OK)
-    print_error("manifest_open: %s\n", err.message);
-  assert_int_equal(code, AG_OK);
-  return manifest;
-}
-
 static struct manifest *open_read_only_ok(const char *dir)
 {
   struct ag_error err = {0};
@@ -135,7 +100,7 @@ static char *meta_of(struct manifest *manifest, const char *key)
  * that the file has many pages. */
 static void fill_manifest(const char *dir, size_t count)
 {
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   struct manifest_record record = {.state = MANIFEST_FAILED};
   char reason[2048];
   char key[32];
@@ -229,7 +194,7 @@ static void invalid_schema_version_lost(void **state)
   MDB_txn *txn = NULL;
   MDB_dbi meta;
 
-  manifest_close(open_ok(dir));
+  manifest_close(manifest_open_ok(dir));
   join_path(db, sizeof(db), dir, "manifest.mdb");
   assert_int_equal(mdb_env_create(&env), 0);
   assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
@@ -266,7 +231,7 @@ static void read_only_keeps_marker_missing(void **state)
   struct manifest_record record = {.state = MANIFEST_ARCHIVED};
 
   join_path(marker, sizeof(marker), dir, "agent-id");
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   put_ok(manifest, "a.xml", &record);
   manifest_close(manifest);
   assert_int_equal(unlink(marker), 0);
@@ -287,7 +252,7 @@ static void read_only_rejects_writes(void **state)
   size_t removed = 0;
   bool complete = false;
 
-  manifest_close(open_ok(dir));
+  manifest_close(manifest_open_ok(dir));
   struct manifest *manifest = open_read_only_ok(dir);
   assert_int_equal(manifest_put(manifest, "a", 1, &record, &err), AG_ESTATE);
   ag_error_clear(&err);
@@ -299,7 +264,7 @@ static void read_only_rejects_writes(void **state)
   assert_int_equal(removed, 0);
   manifest_close(manifest);
 
-  manifest = open_ok(dir);
+  manifest = manifest_open_ok(dir);
   assert_int_equal(record_count(manifest), 0);
   manifest_close(manifest);
 }
@@ -358,7 +323,7 @@ static void schema_1_migrated_on_open(void **state)
   size_t removed = 0;
   bool complete = false;
 
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   put_delivered(manifest, "in/a.xml", SHA_A);
   put_delivered(manifest, "in/b.xml", SHA_B);
   manifest_close(manifest);
@@ -373,7 +338,7 @@ static void schema_1_migrated_on_open(void **state)
   manifest_close(manifest);
 
   int64_t before_open = (int64_t)time(NULL);
-  manifest = open_ok(dir);
+  manifest = manifest_open_ok(dir);
   version = meta_of(manifest, "schema_version");
   assert_string_equal(version, "2");
   free(version);
@@ -402,7 +367,7 @@ static void schema_1_migrated_on_open(void **state)
 
 static void write_big_records(const char *dir)
 {
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   struct manifest_record record = {.state = MANIFEST_FAILED};
   char *reason = malloc(BIG_REASON + 1);
   char key[32];
@@ -425,7 +390,7 @@ static void map_growth_seen_by_reader(void **state)
   char db[PATH_SIZE];
 
   join_path(db, sizeof(db), dir, "manifest.mdb");
-  manifest_close(open_ok(dir));
+  manifest_close(manifest_open_ok(dir));
   struct manifest *reader = open_read_only_ok(dir);
   assert_int_equal(record_count(reader), 0);
 
@@ -462,7 +427,7 @@ static void map_growth_seen_by_reader(void **state)
 static void record_archive_fields(void **state)
 {
   const char *dir = *state;
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   struct manifest_record in = {.state = MANIFEST_DELIVERED};
   struct manifest_record out = {0};
   struct ag_error err = {0};
@@ -474,7 +439,7 @@ static void record_archive_fields(void **state)
   put_ok(manifest, "x.xml", &in);
   manifest_close(manifest);
 
-  manifest = open_ok(dir);
+  manifest = manifest_open_ok(dir);
   assert_int_equal(manifest_get(manifest, "x.xml", 5, &out, &found, &err),
                    AG_OK);
   assert_true(found);
@@ -535,7 +500,7 @@ static void backup_copies_and_restores(void **state)
   assert_int_equal(mkdir(state_dir, 0700), 0);
   join_path(dest, sizeof(dest), dir, "manifest.backup");
   fill_manifest(state_dir, 100);
-  struct manifest *manifest = open_ok(state_dir);
+  struct manifest *manifest = manifest_open_ok(state_dir);
   put_delivered(manifest, "in/a.xml", SHA_A);
   manifest_close(manifest);
 
@@ -549,7 +514,7 @@ static void backup_copies_and_restores(void **state)
   assert_int_equal(count_dir_entries(dir), 2);
 
   restore_into(dir, dest, "restored", restored, sizeof(restored));
-  manifest = open_ok(restored);
+  manifest = manifest_open_ok(restored);
   assert_int_equal(record_count(manifest), 101);
   assert_true(was_delivered(manifest, SHA_A, "in/a.xml"));
   manifest_close(manifest);
@@ -566,7 +531,7 @@ static void backup_never_overwrites(void **state)
   join_path(state_dir, sizeof(state_dir), dir, "state");
   assert_int_equal(mkdir(state_dir, 0700), 0);
   join_path(dest, sizeof(dest), dir, "taken.mdb");
-  manifest_close(open_ok(state_dir));
+  manifest_close(manifest_open_ok(state_dir));
   write_file(dest, "keep me", 7);
 
   assert_int_equal(backup(state_dir, dest, 0, &bytes, &err), AG_EUSAGE);
@@ -592,7 +557,7 @@ static void backup_into_missing_folder(void **state)
 
   join_path(state_dir, sizeof(state_dir), dir, "state");
   assert_int_equal(mkdir(state_dir, 0700), 0);
-  manifest_close(open_ok(state_dir));
+  manifest_close(manifest_open_ok(state_dir));
   join_path(dest, sizeof(dest), dir, "absent/copy.mdb");
 
   assert_int_equal(backup(state_dir, dest, 0, &bytes, &err), AG_ELOCAL);
@@ -607,7 +572,7 @@ static void backup_into_missing_folder(void **state)
 
 static void write_in_order(const char *dir)
 {
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   struct manifest_record record = {.state = MANIFEST_ARCHIVED};
   char key[32];
 
@@ -648,7 +613,7 @@ static void backup_during_writes(void **state)
 
   join_path(state_dir, sizeof(state_dir), dir, "state");
   assert_int_equal(mkdir(state_dir, 0700), 0);
-  manifest_close(open_ok(state_dir));
+  manifest_close(manifest_open_ok(state_dir));
 
   pid_t child = fork();
   assert_true(child >= 0);
@@ -692,7 +657,8 @@ static void backup_during_writes(void **state)
 }
 
 #define FOLDER_TEST(name)                                                      \
-  cmocka_unit_test_setup_teardown(name, setup_folder, teardown_folder)
+  cmocka_unit_test_setup_teardown(name, manifest_dir_setup,                    \
+                                  manifest_dir_teardown)
 
 int main(void)
 {

@@ -25,41 +25,6 @@
 
 /* ---- Fixtures and helpers ---- */
 
-static int setup_folder(void **state)
-{
-  char *dir = malloc(PATH_SIZE);
-
-  if (dir == NULL)
-    return -1;
-  if (make_temp_dir("test_manifest_prune", dir, PATH_SIZE) != 0) {
-    free(dir);
-    return -1;
-  }
-  *state = dir;
-  return 0;
-}
-
-static int teardown_folder(void **state)
-{
-  char *dir = *state;
-  int rc = remove_tree(dir);
-
-  free(dir);
-  return rc;
-}
-
-static struct manifest *open_ok(const char *dir)
-{
-  struct ag_error err = {0};
-  struct manifest *manifest = NULL;
-  enum ag_code code = manifest_open(dir, &manifest, &err);
-
-  if (code != AG_OK)
-    print_error("manifest_open: %s\n", err.message);
-  assert_int_equal(code, AG_OK);
-  return manifest;
-}
-
 /* Return the SHA-256 hex of a version: 64 copies of one hex digit. */
 static const char *sha_of(char digit)
 {
@@ -159,7 +124,7 @@ static size_t prune_versions(struct manifest *manifest, int64_t before,
 
 static void prune_removes_old_in_states(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   bool complete = false;
 
   put_at(manifest, "old-archived", MANIFEST_ARCHIVED, 0, NOW - 100 * DAY);
@@ -186,7 +151,7 @@ static void prune_removes_old_in_states(void **state)
 
 static void prune_batches_cover_table(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   char key[32];
   bool complete = false;
 
@@ -215,7 +180,7 @@ static void prune_batches_cover_table(void **state)
 
 static void prune_stops_at_deadline(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   struct manifest_prune_limits limits = {10, 1};
   struct ag_error err = {0};
   size_t removed = 0;
@@ -268,7 +233,7 @@ static void raw_put(const char *dir, const char *key, const char *value)
 static void prune_keeps_undecodable(void **state)
 {
   const char *dir = *state;
-  struct manifest *manifest = open_ok(dir);
+  struct manifest *manifest = manifest_open_ok(dir);
   bool complete = false;
 
   put_at(manifest, "a", MANIFEST_ARCHIVED, 0, NOW - 10 * DAY);
@@ -277,7 +242,7 @@ static void prune_keeps_undecodable(void **state)
   raw_put(dir, "b", "{not json");
 
   /* The walk goes past the bad record and keeps it for status to report. */
-  manifest = open_ok(dir);
+  manifest = manifest_open_ok(dir);
   assert_int_equal(prune_records(manifest, ARCHIVED_BIT, NOW, 1, &complete), 2);
   assert_true(complete);
   assert_false(has_record_raw(manifest, "a"));
@@ -290,7 +255,7 @@ static void prune_keeps_undecodable(void **state)
 
 static void versions_expire_by_delivery_time(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   bool complete = false;
 
   put_at(manifest, "x.xml", MANIFEST_DELIVERED, 'a', NOW - 400 * DAY);
@@ -310,7 +275,7 @@ static void versions_expire_by_delivery_time(void **state)
 
 static void redelivery_renews_version(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   bool complete = false;
 
   /* An identical re-upload writes the delivered record again, with a new
@@ -324,7 +289,7 @@ static void redelivery_renews_version(void **state)
 
 static void version_outlives_record(void **state)
 {
-  struct manifest *manifest = open_ok(*state);
+  struct manifest *manifest = manifest_open_ok(*state);
   bool complete = false;
 
   /* Delivered and archived 100 days ago. */
@@ -385,12 +350,12 @@ static struct manifest *reopen_manifest(struct retention_case *test)
 {
   agent_close(test->agent);
   test->agent = NULL;
-  return open_ok(test->state_dir);
+  return manifest_open_ok(test->state_dir);
 }
 
 static void fill_for_retention(const char *state_dir)
 {
-  struct manifest *manifest = open_ok(state_dir);
+  struct manifest *manifest = manifest_open_ok(state_dir);
 
   put_at(manifest, "archived-old", MANIFEST_ARCHIVED, 'a', NOW - 100 * DAY);
   put_at(manifest, "archived-new", MANIFEST_ARCHIVED, 0, NOW - 10 * DAY);
@@ -458,7 +423,7 @@ static void retention_runs_hourly(void **state)
   apply_ok(&test, NOW);
   agent_close(test.agent);
 
-  manifest = open_ok(test.state_dir);
+  manifest = manifest_open_ok(test.state_dir);
   put_at(manifest, "late", MANIFEST_ARCHIVED, 0, NOW - 100 * DAY);
   manifest_close(manifest);
 
@@ -508,7 +473,8 @@ static void retention_zero_keeps_all(void **state)
 }
 
 #define FOLDER_TEST(name)                                                      \
-  cmocka_unit_test_setup_teardown(name, setup_folder, teardown_folder)
+  cmocka_unit_test_setup_teardown(name, manifest_dir_setup,                    \
+                                  manifest_dir_teardown)
 
 int main(void)
 {
