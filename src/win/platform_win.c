@@ -395,6 +395,16 @@ static DWORD flush_renamed(const wchar_t *to)
   return error;
 }
 
+enum ag_code plat_sync_dir(const char *dir, struct ag_error *err)
+{
+  /* Windows cannot flush a folder. On NTFS, FlushFileBuffers() on a file
+   * (plat_sync_close(), flush_renamed()) commits the journal, and with it
+   * the file's name in its folder, so there is nothing left to do here. */
+  (void)dir;
+  (void)err;
+  return AG_OK;
+}
+
 enum ag_code plat_replace(const char *from, const char *to,
                           struct ag_error *err)
 {

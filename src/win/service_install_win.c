@@ -13,6 +13,10 @@
 #include "win_internal.h"
 
 #include <aclapi.h>
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <openssl/sha.h>
 #include <sddl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,31 +214,50 @@ static int register_event_source(void)
   return EXIT_OK;
 }
 
+/* Store the SID of the service's virtual account, NT SERVICE\<name>, as
+ * text in out. Windows derives it without a lookup: S-1-5-80 followed by
+ * the SHA-1 of the upper-case service name in UTF-16LE, read as five
+ * little-endian 32-bit numbers. Computing it also works where the account
+ * cannot be looked up, such as under wine, and before the SCM has made
+ * the account known. Returns false when out is too small. */
+static bool service_sid_text(wchar_t *out, size_t size)
+{
+  const char *name = SERVICE_NAME;
+  unsigned char utf16[2 * 64];
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  size_t len = strlen(name);
+
+  if (len > sizeof(utf16) / 2)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    utf16[2 * i] = (unsigned char)toupper((unsigned char)name[i]);
+    utf16[2 * i + 1] = 0;
+  }
+  SHA1(utf16, 2 * len, digest);
+
+  uint32_t part[5];
+  for (int i = 0; i < 5; i++)
+    part[i] = (uint32_t)digest[4 * i] | (uint32_t)digest[4 * i + 1] << 8 |
+              (uint32_t)digest[4 * i + 2] << 16 |
+              (uint32_t)digest[4 * i + 3] << 24;
+  int written = _snwprintf(out, size, L"S-1-5-80-%lu-%lu-%lu-%lu-%lu",
+                           (unsigned long)part[0], (unsigned long)part[1],
+                           (unsigned long)part[2], (unsigned long)part[3],
+                           (unsigned long)part[4]);
+  return written > 0 && (size_t)written < size;
+}
+
 /* Limit the data folder to Administrators, SYSTEM and the service's
  * account, replacing the rights that %ProgramData% passes down to every
  * user. Files and folders below it inherit the same list. */
 static int restrict_folder(const char *dir)
 {
-  PSID sid = NULL;
-  DWORD sid_size = 0;
-  wchar_t domain[256];
-  DWORD domain_size = sizeof(domain) / sizeof(domain[0]);
-  SID_NAME_USE use;
-  wchar_t *sid_text = NULL;
+  wchar_t sid_text[128];
   PSECURITY_DESCRIPTOR descriptor = NULL;
   int status = EXIT_OK;
 
-  LookupAccountNameW(NULL, SERVICE_ACCOUNT, NULL, &sid_size, NULL, &domain_size,
-                     &use);
-  sid = sid_size > 0 ? malloc(sid_size) : NULL;
-  domain_size = sizeof(domain) / sizeof(domain[0]);
-  if (sid == NULL ||
-      !LookupAccountNameW(NULL, SERVICE_ACCOUNT, sid, &sid_size, domain,
-                          &domain_size, &use) ||
-      !ConvertSidToStringSidW(sid, &sid_text)) {
-    status = fail("cannot find the service's account NT SERVICE\\"
-                  "rossum-sftp-agent",
-                  GetLastError());
+  if (!service_sid_text(sid_text, sizeof(sid_text) / sizeof(sid_text[0]))) {
+    status = fail("cannot compute the SID of the service's account", 0);
     goto out;
   }
 
@@ -275,8 +298,6 @@ static int restrict_folder(const char *dir)
 
 out:
   LocalFree(descriptor);
-  LocalFree(sid_text);
-  free(sid);
   return status;
 }
 

@@ -41,10 +41,11 @@ target_link_libraries(testsupport PUBLIC agentcore PkgConfig::CMOCKA)
 # (arpa/inet.h, regex.h, iconv.h) or mkdir() with a mode. The last four
 # build but expect POSIX paths to be absolute ("/etc/agent/...",
 # "/usr/bin/...") or files to get POSIX modes (0640), and negative times
-# to format (gmtime() of msvcrt rejects them).
+# to format (gmtime() of msvcrt rejects them). test_manifest_durability
+# writes the manifest from a child made with fork().
 # TODO: port these tests to Windows.
 set(WINDOWS_SKIPPED_UNIT_TESTS
-  test_platform test_process test_signals test_notify
+  test_platform test_process test_signals test_notify test_manifest_durability
   test_export_csv test_export_xml test_log test_passthrough
   test_config test_hook test_metrics test_output)
 agent_wine_path(TEST_DATA_DIR_WINDOWS "${CMAKE_CURRENT_SOURCE_DIR}/data")
