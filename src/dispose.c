@@ -11,6 +11,7 @@
 #include "agent/log.h"
 #include "agent/output.h"
 #include "agent/rpath.h"
+#include "pipeline.h"
 
 /* How many distinct names to try before giving up on a move. */
 #define MOVE_NAME_ATTEMPTS 100
@@ -76,6 +77,27 @@ static char *parent_of(const char *path)
   return strndup(path, base > 1 ? base - 1 : 1);
 }
 
+/* Create folder on the server unless this agent created or found it
+ * before, which saves a request for each move into the same folder. */
+static enum ag_code ensure_folder(struct agent *agent, const char *folder,
+                                  bool *known, struct ag_error *err)
+{
+  *known =
+      agent->known_folder != NULL && strcmp(agent->known_folder, folder) == 0;
+  if (*known)
+    return AG_OK;
+
+  enum ag_code code = remote_mkdirs(agent->remote, folder, err);
+  if (code == AG_OK) {
+    char *copy = strdup(folder);
+    if (copy == NULL)
+      return ag_error_set(err, AG_ENOMEM, "out of memory");
+    free(agent->known_folder);
+    agent->known_folder = copy;
+  }
+  return code;
+}
+
 /* Rename from into planned, or into the first free alternative name.
  * Stores the name used in *final (malloc'd). */
 static enum ag_code move_without_overwrite(struct agent *agent,
@@ -85,31 +107,48 @@ static enum ag_code move_without_overwrite(struct agent *agent,
 {
   char *folder = parent_of(planned);
   enum ag_code code = AG_OK;
+  bool known = false;
 
   *final = NULL;
   if (folder == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  code = remote_mkdirs(agent->remote, folder, err);
-  free(folder);
+  code = ensure_folder(agent, folder, &known, err);
 
   for (int attempt = 0; code == AG_OK && attempt < MOVE_NAME_ATTEMPTS;
        attempt++) {
     char *target = attempt == 0 ? strdup(planned)
                                 : alternative_name(planned, tag, attempt);
-    if (target == NULL)
+    if (target == NULL) {
+      free(folder);
       return ag_error_set(err, AG_ENOMEM, "out of memory");
+    }
 
     struct ag_error rename_err = {0};
     code = remote_rename(agent->remote, from, target, &rename_err);
     if (code == AG_OK) {
+      free(folder);
       *final = target;
       return AG_OK;
     }
     free(target);
-    if (code != AG_EEXIST)
+
+    /* A missing source and a missing folder give the same status. The
+     * folder may have been removed since it was found, so create it and
+     * try the same name once more. */
+    if (code == AG_ENOENT && known) {
+      free(agent->known_folder);
+      agent->known_folder = NULL;
+      code = ensure_folder(agent, folder, &known, err);
+      attempt--;
+      continue;
+    }
+    if (code != AG_EEXIST) {
+      free(folder);
       return ag_error_set(err, code, "%s", rename_err.message);
+    }
     code = AG_OK;
   }
+  free(folder);
   if (code != AG_OK)
     return code;
   return ag_error_set(err, AG_EEXIST,
@@ -123,7 +162,7 @@ static enum ag_code record_done(struct agent *agent, const char *rel,
 {
   record->state = state;
   record->updated = plat_wall_time();
-  return manifest_put(agent->manifest, rel, rel_len, record, err);
+  return agent_put_record(agent, rel, rel_len, record, err);
 }
 
 /* After a crash between the move and its record, the source is gone:

@@ -40,6 +40,22 @@ json_t *output_source_object(const struct output_source *src);
 enum ag_code output_begin(const char *dir, const struct output_source *src,
                           struct output_doc **out, struct ag_error *err);
 
+/* Like output_begin(), for a file whose SHA-256 is not known yet because
+ * it is still being downloaded: src->sha256 is ignored, and 64 zeros
+ * stand in its place until output_set_sha256() writes the real value,
+ * which must come before output_commit(). */
+enum ag_code output_begin_unhashed(const char *dir,
+                                   const struct output_source *src,
+                                   struct output_doc **out,
+                                   struct ag_error *err);
+
+/* Write sha256 (64 lowercase hex digits) into the source of a document
+ * that output_begin_unhashed() started. Errors: AG_ELOCAL, also when doc
+ * has no placeholder (it was started by output_begin(), or the value was
+ * set already). */
+enum ag_code output_set_sha256(struct output_doc *doc, const char *sha256,
+                               struct ag_error *err);
+
 /* Return the sink that a parser writes the document's items into. The
  * sink belongs to doc. Each begin() call starts a list after the ones
  * before it and closes the previous list. */
@@ -55,6 +71,15 @@ size_t output_item_count(const struct output_doc *doc);
  * is removed. */
 enum ag_code output_commit(struct output_doc *doc, const char *final_name,
                            struct ag_error *err);
+
+/* Like output_commit(), but without the folder sync after the rename: the
+ * document is in place but not yet durable. The caller makes it durable
+ * with plat_sync_folder() on dir before it relies on it, for example
+ * before it records the delivery, so that one folder sync serves the
+ * outputs of several files. */
+enum ag_code output_commit_unsynced(struct output_doc *doc,
+                                    const char *final_name,
+                                    struct ag_error *err);
 
 /* Remove the temporary file and free doc. Accepts NULL. */
 void output_abort(struct output_doc *doc);

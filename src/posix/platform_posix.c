@@ -196,6 +196,36 @@ enum ag_code plat_replace(const char *from, const char *to,
   return sync_parent(to, err);
 }
 
+enum ag_code plat_set_file_size(FILE *file, const char *path, uint64_t size,
+                                struct ag_error *err)
+{
+  if (fflush(file) != 0 || ftruncate(fileno(file), (off_t)size) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+  return AG_OK;
+}
+
+enum ag_code plat_rename(const char *from, const char *to, struct ag_error *err)
+{
+  if (rename(from, to) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot rename '%s' to '%s': %s", from,
+                        to, strerror(errno));
+  return AG_OK;
+}
+
+enum ag_code plat_sync_folder(const char *dir, struct ag_error *err)
+{
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  enum ag_code code = AG_OK;
+
+  if (fd < 0 || fsync(fd) != 0)
+    code = ag_error_set(err, AG_ELOCAL, "cannot sync folder '%s': %s", dir,
+                        strerror(errno));
+  if (fd >= 0)
+    close(fd);
+  return code;
+}
+
 bool plat_write_all(int fd, const void *data, size_t len)
 {
   const char *next = data;

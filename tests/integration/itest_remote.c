@@ -1017,9 +1017,9 @@ static void download_large_file(void **state)
   assert_int_equal(EVP_DigestFinal_ex(sink.digest, actual, NULL), 1);
   assert_int_equal(sink.bytes, size);
   assert_memory_equal(actual, expected, 32);
-  /* 3 MiB arrive as twelve 256 KiB blocks. */
-  assert_int_equal(sink.largest_block, 256 * 1024);
-  assert_int_equal(sink.blocks, 12);
+  /* 3 MiB arrive as three 1 MiB blocks. */
+  assert_int_equal(sink.largest_block, 1024 * 1024);
+  assert_int_equal(sink.blocks, 3);
   EVP_MD_CTX_free(sink.digest);
   remote_close(remote);
 }
