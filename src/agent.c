@@ -11,6 +11,7 @@
 #include "agent/log.h"
 #include "agent/passthrough.h"
 #include "agent/rpath.h"
+#include "pipeline.h"
 
 bool agent_error_is_fatal(enum ag_code code)
 {
@@ -168,6 +169,7 @@ void agent_close(struct agent *agent)
   stable_free(agent->skipped);
   plat_unlock(agent->lock);
   free(agent->download_dir);
+  free(agent->known_folder);
   free(agent);
 }
 
@@ -587,7 +589,15 @@ enum ag_code agent_sync(struct agent *agent, struct agent_summary *summary,
     take = (size_t)config->max_files_per_poll;
   summary->deferred = listing.count - take;
 
-  for (size_t i = 0; i < take && code == AG_OK; i++) {
+  /* With parallel = 1, or a single file, the files go one by one.
+   * NOTE: so do they with claim_dir, because the heartbeat state of the
+   * claims (claim_internal.h) belongs to one thread. */
+  bool one_by_one =
+      config->parallel <= 1 || take <= 1 || config->claim_dir != NULL;
+  if (!one_by_one)
+    code = pipeline_run(agent, listing.files, take, summary, &attempted,
+                        started_ms, err);
+  for (size_t i = 0; i < take && code == AG_OK && one_by_one; i++) {
     /* A stop request ends the pass between two files; the rest wait for
      * the next run. */
     if (agent_stop_requested(agent)) {

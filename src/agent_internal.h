@@ -11,7 +11,8 @@
 #include "agent/stable.h"
 
 /* Callbacks with which a long-running front end follows a pass and ends it
- * early. Both functions may be NULL. */
+ * early. Both functions may be NULL. Only the thread that runs the pass
+ * calls them; in a parallel pass it does so every 100 ms (pipeline.c). */
 struct agent_hooks {
   /* Returns whether the front end wants the pass to end. Checked between
    * files, after each downloaded block and during the wait for settling
@@ -35,6 +36,13 @@ struct agent {
   agent_progress_fn progress_display; /* see agent_set_progress_display() */
   void *progress_display_ctx;
   struct claim_state *claims; /* claim_internal.h; NULL until first used */
+
+  /* Set only in a worker's copy of the agent during a parallel pass, whose
+   * records go through the pass's recorder (pipeline.c). */
+  struct worker *worker;
+  /* The remote folder that the last move created or found, so the next
+   * move into it needs no check (dispose.c); malloc'd, or NULL. */
+  char *known_folder;
 };
 
 /* Keys in the manifest's meta table that agent_record_pass() writes and
@@ -68,6 +76,16 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
  * folder are cleaned up. Errors: AG_ELOCAL (the output folder), AG_ESTATE,
  * AG_ENOMEM. */
 enum ag_code recover_publications(struct agent *agent, struct ag_error *err);
+
+/* The first part of ingest_file(): every step up to and including the
+ * DELIVERED record, and dispose_failed() for a file that cannot be parsed.
+ * Sets *delivered when the file reached DELIVERED and dispose_delivered()
+ * must follow, with record as filled here; the caller clears record in
+ * every case. Errors as ingest_file(). */
+enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record, bool *delivered,
+                            struct agent_summary *summary,
+                            struct ag_error *err);
 
 /* Run the delivered file's pending hook (hook_run_pending()), then, once
  * it has succeeded or when none is pending, finish the remote step (move,

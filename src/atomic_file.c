@@ -79,8 +79,10 @@ enum ag_code atomic_file_prepare(struct atomic_file *file, struct ag_error *err)
   return code;
 }
 
-enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
-                                 struct ag_error *err)
+/* atomic_file_publish(), with the folder sync after the rename only when
+ * sync_folder is set. */
+static enum ag_code publish(struct atomic_file *file, const char *name,
+                            bool sync_folder, struct ag_error *err)
 {
   size_t size = strlen(file->dir) + 1 + strlen(name) + 1;
   char *final_path = NULL;
@@ -93,12 +95,28 @@ enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   snprintf(final_path, size, "%s/%s", file->dir, name);
 
-  code = plat_replace(file->temp_path, final_path, err);
+  if (sync_folder)
+    code = plat_replace(file->temp_path, final_path, err);
+  else
+    code = plat_rename(file->temp_path, final_path, err);
   /* plat_replace() fails after the rename only when the folder sync
    * fails; the temporary name is gone then and must not be removed. */
   file->published = code == AG_OK || plat_exists(file->temp_path) == 0;
   free(final_path);
   return code;
+}
+
+enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
+                                 struct ag_error *err)
+{
+  return publish(file, name, true, err);
+}
+
+enum ag_code atomic_file_publish_unsynced(struct atomic_file *file,
+                                          const char *name,
+                                          struct ag_error *err)
+{
+  return publish(file, name, false, err);
 }
 
 void atomic_file_keep_temp(struct atomic_file *file)

@@ -2,6 +2,7 @@
  * finish the files in that folder after a crash, and move a delivered
  * file into its delivered folder. See claim_internal.h for the layout. */
 #include "claim_internal.h"
+#include "pipeline.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -401,7 +402,7 @@ static enum ag_code record_moved(struct agent *agent, const char *rel,
   free(record->claim_path);
   record->claim_path = path;
   record->updated = plat_wall_time();
-  return manifest_put(agent->manifest, rel, rel_len, record, err);
+  return agent_put_record(agent, rel, rel_len, record, err);
 }
 
 enum ag_code claim_stage_delivered(struct agent *agent, const char *rel,

@@ -97,6 +97,7 @@ static const struct key_spec keys[] = {
     NUMBER("remote", stable_seconds, 0, 86400, "10"),
     BOOLEAN("remote", recursive, "no"),
     NUMBER("remote", max_files_per_poll, 0, 1000000, "0"),
+    NUMBER("remote", parallel, 1, 16, "4"),
     STRING("remote", archive_layout, KEY_LAYOUT),
     CHOICE("remote", on_success, on_success_words, "move"),
     NUMBER("remote", archive_alert_after, 1, 1000000, "5"),

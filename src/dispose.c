@@ -13,6 +13,7 @@
 #include "agent/log.h"
 #include "agent/output.h"
 #include "agent/rpath.h"
+#include "pipeline.h"
 
 /* How many distinct names to try before giving up on a move. */
 #define MOVE_NAME_ATTEMPTS 100
@@ -91,6 +92,9 @@ struct move_plan {
   char *final; /* without a record: the name used, malloc'd */
 };
 
+/* Store target in the record, and the record in the manifest, durably: in
+ * a parallel pass this waits for the recorder's commit, because the
+ * rename that follows must not happen before its target is on disk. */
 static enum ag_code store_target(struct move_plan *plan, const char *target,
                                  struct ag_error *err)
 {
@@ -105,15 +109,71 @@ static enum ag_code store_target(struct move_plan *plan, const char *target,
   free(record->archive_path);
   record->archive_path = copy;
   record->updated = plat_wall_time();
-  enum ag_code code = manifest_put(plan->agent->manifest, plan->rel,
-                                   plan->rel_len, record, err);
+  enum ag_code code =
+      agent_put_record(plan->agent, plan->rel, plan->rel_len, record, err);
+  if (code == AG_OK)
+    code = agent_wait_records(plan->agent, err);
   plan->stored = code == AG_OK;
+  return code;
+}
+
+/* Create folder on the server unless this agent created or found it
+ * before, which saves a request for each move into the same folder. */
+static enum ag_code ensure_folder(struct agent *agent, const char *folder,
+                                  bool *known, struct ag_error *err)
+{
+  *known =
+      agent->known_folder != NULL && strcmp(agent->known_folder, folder) == 0;
+  if (*known)
+    return AG_OK;
+
+  enum ag_code code = remote_mkdirs(agent->remote, folder, err);
+  if (code == AG_OK) {
+    char *copy = strdup(folder);
+    if (copy == NULL)
+      return ag_error_set(err, AG_ENOMEM, "out of memory");
+    free(agent->known_folder);
+    agent->known_folder = copy;
+  }
+  return code;
+}
+
+/* Rename from onto target, storing target in the manifest first when the
+ * plan has a record. Takes target (malloc'd): it becomes plan->final for
+ * a move without a record, and is freed otherwise. Errors of the rename
+ * go to rename_err and are returned; errors of the manifest go to err and
+ * set *stored_failed. */
+static enum ag_code rename_to(struct move_plan *plan, const char *from,
+                              char *target, struct ag_error *rename_err,
+                              bool *stored_failed, struct ag_error *err)
+{
+  const char *to = target;
+
+  *stored_failed = false;
+  if (plan->record != NULL) {
+    enum ag_code code = store_target(plan, target, err);
+    free(target);
+    target = NULL;
+    if (code != AG_OK) {
+      *stored_failed = true;
+      return code;
+    }
+    to = plan->record->archive_path;
+  }
+  FAULT_POINT("before_remote_rename");
+  enum ag_code code = remote_rename(plan->agent->remote, from, to, rename_err);
+  FAULT_POINT("after_remote_rename");
+  if (code == AG_OK)
+    plan->final = target;
+  else
+    free(target);
   return code;
 }
 
 /* Rename from into planned, or into the first free alternative name,
  * storing each target in the manifest before its rename (see struct
- * move_plan). On success plan->record->archive_path is the name used. */
+ * move_plan). On success plan->record->archive_path, or plan->final for a
+ * move without a record, is the name used. */
 static enum ag_code move_without_overwrite(struct move_plan *plan,
                                            const char *from,
                                            const char *planned, const char *tag,
@@ -121,39 +181,44 @@ static enum ag_code move_without_overwrite(struct move_plan *plan,
 {
   struct agent *agent = plan->agent;
   char *folder = parent_of(planned);
+  bool known = false;
+  bool moved = false;
   enum ag_code code = AG_OK;
 
   if (folder == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  code = remote_mkdirs(agent->remote, folder, err);
-  free(folder);
+  code = ensure_folder(agent, folder, &known, err);
 
-  for (int attempt = 0; code == AG_OK && attempt < MOVE_NAME_ATTEMPTS;
+  for (int attempt = 0; code == AG_OK && !moved && attempt < MOVE_NAME_ATTEMPTS;
        attempt++) {
     char *target = attempt == 0 ? strdup(planned)
                                 : alternative_name(planned, tag, attempt);
-    if (target == NULL)
-      return ag_error_set(err, AG_ENOMEM, "out of memory");
+    if (target == NULL) {
+      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+      break;
+    }
 
     struct ag_error rename_err = {0};
-    if (plan->record != NULL) {
-      code = store_target(plan, target, err);
-      free(target);
-      target = NULL;
-      if (code != AG_OK)
-        return code;
+    bool stored_failed = false;
+    code = rename_to(plan, from, target, &rename_err, &stored_failed, err);
+    moved = code == AG_OK;
+    if (moved || stored_failed)
+      break;
+
+    /* A missing source and a missing folder give the same status. The
+     * folder may have been removed since it was found, so create it and
+     * try the same name once more. */
+    if (code == AG_ENOENT && known) {
+      free(agent->known_folder);
+      agent->known_folder = NULL;
+      code = ensure_folder(agent, folder, &known, err);
+      attempt--;
+      continue;
     }
-    const char *to = plan->record != NULL ? plan->record->archive_path : target;
-    FAULT_POINT("before_remote_rename");
-    code = remote_rename(agent->remote, from, to, &rename_err);
-    FAULT_POINT("after_remote_rename");
-    if (code == AG_OK) {
-      plan->final = target;
-      return AG_OK;
+    if (code != AG_EEXIST) {
+      code = ag_error_set(err, code, "%s", rename_err.message);
+      break;
     }
-    free(target);
-    if (code != AG_EEXIST)
-      return ag_error_set(err, code, "%s", rename_err.message);
 
     /* A server may report the taken target before the missing source.
      * After a crash that happened after the move, the recorded target is
@@ -162,9 +227,10 @@ static enum ag_code move_without_overwrite(struct move_plan *plan,
     struct ag_error stat_err = {0};
     code = remote_stat(agent->remote, from, &entry, &stat_err);
     if (code != AG_OK)
-      return ag_error_set(err, code, "%s", stat_err.message);
+      code = ag_error_set(err, code, "%s", stat_err.message);
   }
-  if (code != AG_OK)
+  free(folder);
+  if (code != AG_OK || moved)
     return code;
   return ag_error_set(err, AG_EEXIST,
                       "'%s' and %d alternative names are all taken", planned,
@@ -192,7 +258,7 @@ static enum ag_code record_done(struct agent *agent, const char *rel,
   record->archive_error = NULL;
   record->state = state;
   record->updated = plat_wall_time();
-  return manifest_put(agent->manifest, rel, rel_len, record, err);
+  return agent_put_record(agent, rel, rel_len, record, err);
 }
 
 /* After a crash between the move and its record, the source is gone:
@@ -281,7 +347,7 @@ static enum ag_code record_step_failure(struct agent *agent, const char *rel,
     return ag_error_set(err, AG_ENOMEM, "out of memory");
   record->archive_attempts++;
   record->updated = plat_wall_time();
-  enum ag_code code = manifest_put(agent->manifest, rel, rel_len, record, err);
+  enum ag_code code = agent_put_record(agent, rel, rel_len, record, err);
   if (code != AG_OK)
     return code;
 

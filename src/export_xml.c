@@ -470,6 +470,43 @@ static enum ag_code walk_document(struct xml_parse *parse)
   return begin_list(parse);
 }
 
+void export_init(void)
+{
+  xmlInitParser();
+}
+
+/* Parse the input of parse, which has parse->file or parse->input set. */
+static enum ag_code parse_document(struct xml_parse *parse)
+{
+  /* Errors raised outside the parser context, such as failed encoding
+   * conversion, go to libxml2's handlers for this thread (for the whole
+   * process if libxml2 was built without threads). They point at this
+   * parse for the duration of the call, so nothing reaches stderr. */
+  xmlStructuredErrorFunc saved_handler = xmlStructuredError;
+  void *saved_context = xmlStructuredErrorContext;
+  xmlGenericErrorFunc saved_generic = xmlGenericError;
+  void *saved_generic_context = xmlGenericErrorContext;
+  xmlSetStructuredErrorFunc(parse, on_xml_error);
+  xmlSetGenericErrorFunc(parse, on_generic_error);
+
+  parse->reader =
+      xmlReaderForIO(xml_read_input, NULL, parse, NULL, NULL, reader_options());
+  if (parse->reader == NULL) {
+    xml_fail(parse, AG_ENOMEM, "cannot create the XML reader");
+    goto done;
+  }
+  xmlTextReaderSetStructuredErrorHandler(parse->reader, on_xml_error, parse);
+
+  walk_document(parse);
+
+done:
+  if (parse->reader != NULL)
+    xmlFreeTextReader(parse->reader);
+  xmlSetGenericErrorFunc(saved_generic_context, saved_generic);
+  xmlSetStructuredErrorFunc(saved_context, saved_handler);
+  return parse->code;
+}
+
 enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,
                               struct ag_error *err)
 {
@@ -479,39 +516,24 @@ enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,
                             .passing_depth = -1,
                             .scan = {.state = RAW_TEXT, .line = 1}};
 
-  /* Errors raised outside the parser context, such as failed encoding
-   * conversion, go to libxml2's handlers for this thread (for the whole
-   * process if libxml2 was built without threads). They point at this
-   * parse for the duration of the call, so nothing reaches stderr. */
-  xmlStructuredErrorFunc saved_handler = xmlStructuredError;
-  void *saved_context = xmlStructuredErrorContext;
-  xmlGenericErrorFunc saved_generic = xmlGenericError;
-  void *saved_generic_context = xmlGenericErrorContext;
-  xmlSetStructuredErrorFunc(&parse, on_xml_error);
-  xmlSetGenericErrorFunc(&parse, on_generic_error);
-
   parse.file = plat_fopen(path, "rb");
-  if (parse.file == NULL) {
-    xml_fail(&parse, AG_ELOCAL, "open failed: %s", strerror(errno));
-    goto done;
-  }
-
-  parse.reader = xmlReaderForIO(xml_read_input, NULL, &parse, NULL, NULL,
-                                reader_options());
-  if (parse.reader == NULL) {
-    xml_fail(&parse, AG_ENOMEM, "cannot create the XML reader");
-    goto done;
-  }
-  xmlTextReaderSetStructuredErrorHandler(parse.reader, on_xml_error, &parse);
-
-  walk_document(&parse);
-
-done:
-  if (parse.reader != NULL)
-    xmlFreeTextReader(parse.reader);
-  if (parse.file != NULL)
-    fclose(parse.file);
-  xmlSetGenericErrorFunc(saved_generic_context, saved_generic);
-  xmlSetStructuredErrorFunc(saved_context, saved_handler);
+  if (parse.file == NULL)
+    return xml_fail(&parse, AG_ELOCAL, "open failed: %s", strerror(errno));
+  parse_document(&parse);
+  fclose(parse.file);
   return parse.code;
+}
+
+enum ag_code export_parse_xml_input(const struct export_input *input,
+                                    const struct export_sink *sink,
+                                    struct ag_error *err)
+{
+  struct xml_parse parse = {.input = input,
+                            .sink = sink,
+                            .err = err,
+                            .code = AG_OK,
+                            .passing_depth = -1,
+                            .scan = {.state = RAW_TEXT, .line = 1}};
+
+  return parse_document(&parse);
 }

@@ -74,7 +74,8 @@ struct raw_scan {
 };
 
 struct xml_parse {
-  FILE *file;
+  FILE *file;                       /* the input, or NULL with input */
+  const struct export_input *input; /* the input, or NULL with file */
   xmlTextReaderPtr reader;
   const struct export_sink *sink;
   struct ag_error *err;
@@ -109,7 +110,8 @@ const char *xml_quote(char *out, size_t out_size, const xmlChar *text);
 
 /* ---- Raw input (export_xml_scan.c) ---- */
 
-/* Read up to len bytes of parse->file into buffer and run the raw scan
+/* Read up to len bytes of parse->file or parse->input into buffer and run
+ * the raw scan
  * over them. This is the read callback of xmlReaderForIO. Returns the byte
  * count, 0 at the end of the file, or -1 after recording the failure. */
 int xml_read_input(void *context, char *buffer, int len);

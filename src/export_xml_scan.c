@@ -245,10 +245,23 @@ int xml_read_input(void *context, char *buffer, int len)
   if (len <= 0)
     return 0;
 
-  size_t got = fread(buffer, 1, (size_t)len, parse->file);
-  if (got == 0 && ferror(parse->file)) {
-    xml_fail(parse, AG_ELOCAL, "read failed: %s", strerror(errno));
-    return -1;
+  size_t got = 0;
+  if (parse->input != NULL) {
+    struct ag_error read_err = {0};
+    long read =
+        parse->input->read(parse->input->ctx, buffer, (size_t)len, &read_err);
+    if (read < 0) {
+      xml_fail(parse, read_err.code != AG_OK ? read_err.code : AG_ELOCAL, "%s",
+               read_err.message);
+      return -1;
+    }
+    got = (size_t)read;
+  } else {
+    got = fread(buffer, 1, (size_t)len, parse->file);
+    if (got == 0 && ferror(parse->file)) {
+      xml_fail(parse, AG_ELOCAL, "read failed: %s", strerror(errno));
+      return -1;
+    }
   }
   if (scan_raw(parse, buffer, got) != AG_OK)
     return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent_internal.h"
+#include "pipeline.h"
 #include "agent/log.h"
 
 /* Arguments that the agent appends to the words of [hook] exec. */
@@ -261,8 +262,8 @@ static enum ag_code record_hook(struct agent *agent,
                                 struct ag_error *err)
 {
   target->record->updated = plat_wall_time();
-  return manifest_put(agent->manifest, target->rel, target->rel_len,
-                      target->record, err);
+  return agent_put_record(agent, target->rel, target->rel_len, target->record,
+                          err);
 }
 
 /* Record and log a failed run, with the time of the next one. how

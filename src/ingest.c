@@ -18,6 +18,8 @@
 #include "agent/output.h"
 #include "agent/passthrough.h"
 #include "agent/rpath.h"
+#include "live_parse.h"
+#include "pipeline.h"
 
 /* The manifest's format of a passthrough file, as in its sidecar. */
 #define PASSTHROUGH_RECORD_FORMAT "passthrough"
@@ -29,7 +31,10 @@ struct download {
   char *path;
   EVP_MD_CTX *hash;
   uint64_t bytes;
-  bool cancelled; /* the agent's hooks asked to stop during the download */
+  bool cancelled;  /* the agent's hooks asked to stop during the download */
+  bool reused;     /* path is the worker's download file, kept for the next */
+  bool parse_live; /* parse while downloading (live_parse_applies()) */
+  struct live_parse *live; /* that parse, until parse_and_prepare() */
   char sha256[65];
 };
 
@@ -43,6 +48,13 @@ static enum ag_code write_block(void *ctx, const void *data, size_t len,
   if (EVP_DigestUpdate(download->hash, data, len) != 1)
     return ag_error_set(err, AG_ENOMEM, "SHA-256 update failed");
   download->bytes += len;
+
+  /* The live parser reads the copy, so each block must reach the file. */
+  if (download->live != NULL) {
+    if (fflush(download->file) != 0)
+      return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
+    live_parse_grew(download->live, download->bytes);
+  }
 
   /* NOTE: the request is checked between blocks only. A read that the
    * server leaves unanswered delays the stop by up to config->timeout. */
@@ -60,13 +72,57 @@ static enum ag_code write_block(void *ctx, const void *data, size_t len,
 
 static void download_discard(struct download *download)
 {
-  if (download->file != NULL)
+  if (download->live != NULL)
+    live_parse_finish(download->live, false, NULL, NULL, NULL, NULL);
+  if (download->file != NULL && !download->reused)
     fclose(download->file);
-  if (download->path != NULL)
+  if (download->path != NULL && !download->reused)
     plat_remove(download->path);
   free(download->path);
   EVP_MD_CTX_free(download->hash);
   memset(download, 0, sizeof(*download));
+}
+
+/* Open the local copy: the worker's reused download file, written again
+ * from its start, or a new temporary file in the state folder. */
+static enum ag_code open_copy(struct agent *agent, struct download *download,
+                              struct ag_error *err)
+{
+  const char *reused_path = NULL;
+  FILE *reused = agent_reused_download(agent, &reused_path);
+
+  if (reused == NULL)
+    return plat_create_temp(agent->download_dir, "download", &download->file,
+                            &download->path, err);
+  download->path = strdup(reused_path);
+  if (download->path == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  download->reused = true;
+  download->file = reused;
+  rewind(reused);
+  return AG_OK;
+}
+
+/* Start parsing the copy while it downloads. A failure to start only
+ * means that the file is parsed afterwards, as a small one is. */
+static void start_live_parse(struct agent *agent, const struct candidate *file,
+                             struct download *download)
+{
+  struct output_source source = {
+      .inbox = agent->config->inbox,
+      .rel = file->rel,
+      .rel_len = file->rel_len,
+      .size = file->size,
+      .mtime = file->mtime,
+      .format = export_format_name(EXPORT_XML),
+  };
+  struct ag_error live_err = {0};
+
+  if (live_parse_start(agent->config, download->path, &source, &download->live,
+                       &live_err) != AG_OK)
+    log_warn("cannot parse '%s' while it downloads, so it is parsed "
+             "afterwards: %s",
+             download->path, live_err.message);
 }
 
 /* Download the file into the state folder and finish its hash. */
@@ -88,8 +144,9 @@ static enum ag_code download_file(struct agent *agent,
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
-  code = plat_create_temp(agent->download_dir, "download", &download->file,
-                          &download->path, err);
+  code = open_copy(agent, download, err);
+  if (code == AG_OK && download->parse_live)
+    start_live_parse(agent, file, download);
   FAULT_POINT("before_download");
   if (code == AG_OK)
     code = remote_download(agent->remote, remote_path, file->size, file->mtime,
@@ -97,11 +154,17 @@ static enum ag_code download_file(struct agent *agent,
   if (code != AG_OK)
     goto out;
 
-  /* Parsers read the file by name, so the buffered tail must reach it. */
-  if (fflush(download->file) != 0) {
+  /* Parsers read the file by name, so the buffered tail must reach it. A
+   * reused file is cut to this download's length instead of emptied
+   * before it, because on ext4 a file cut to 0 bytes is written to disk
+   * when it is closed (auto_da_alloc), which costs a write per file. */
+  if (download->reused)
+    code = plat_set_file_size(download->file, download->path, download->bytes,
+                              err);
+  else if (fflush(download->file) != 0)
     code = ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
+  if (code != AG_OK)
     goto out;
-  }
   if (EVP_DigestFinal_ex(download->hash, digest, NULL) != 1) {
     code = ag_error_set(err, AG_ENOMEM, "SHA-256 failed");
     goto out;
@@ -121,7 +184,7 @@ static enum ag_code record_step(struct agent *agent,
 {
   record->state = state;
   record->updated = plat_wall_time();
-  return manifest_put(agent->manifest, file->rel, file->rel_len, record, err);
+  return agent_put_record(agent, file->rel, file->rel_len, record, err);
 }
 
 /* Parse the file at path with the parser for format into sink, through the
@@ -179,7 +242,7 @@ static void publication_free(struct publication *pub)
  * in the output folder. */
 static enum ag_code
 parse_and_prepare(struct agent *agent, const struct candidate *file,
-                  const struct download *download, enum export_format format,
+                  struct download *download, enum export_format format,
                   struct publication *pub, size_t *items, struct ag_error *err)
 {
   struct output_source source = {
@@ -195,14 +258,24 @@ parse_and_prepare(struct agent *agent, const struct candidate *file,
   char suffix[32];
   enum ag_code code;
 
-  code = output_begin(agent->config->output_dir, &source, &doc, err);
-  if (code != AG_OK)
-    return code;
-  code = parse_export(agent->config, format, download->path, output_sink(doc),
-                      err);
-  if (code != AG_OK) {
-    output_abort(doc);
-    return code;
+  /* A live parse wrote the document while the file downloaded, with a
+   * placeholder SHA-256 that it now gets. */
+  if (download->live != NULL) {
+    code = live_parse_finish(download->live, true, download->sha256, &doc,
+                             items, err);
+    download->live = NULL;
+    if (code != AG_OK)
+      return code;
+  } else {
+    code = output_begin(agent->config->output_dir, &source, &doc, err);
+    if (code != AG_OK)
+      return code;
+    code = parse_export(agent->config, format, download->path, output_sink(doc),
+                        err);
+    if (code != AG_OK) {
+      output_abort(doc);
+      return code;
+    }
   }
   *items = output_item_count(doc);
 
@@ -255,7 +328,14 @@ static enum ag_code prepare_original(struct agent *agent,
 /* Record the publication intent (the temporary and final names), rename
  * the prepared files into place, and store the output name in record.
  * Once the intent is recorded, the temporary files are left to crash
- * recovery (recover_publications()) if a rename fails. */
+ * recovery (recover_publications()) if a rename fails.
+ *
+ * The intent is durable before the first rename; in a parallel pass that
+ * means waiting for the recorder's commit. A worker then renames the last
+ * file without a folder sync, and the recorder syncs the output folder
+ * before it commits the DELIVERED record (recorder.h). A crash before that
+ * sync leaves either the output or its temporary name, which crash
+ * recovery renames. */
 static enum ag_code publish(struct agent *agent, const struct candidate *file,
                             struct manifest_record *record,
                             struct publication *pub, struct ag_error *err)
@@ -277,14 +357,22 @@ static enum ag_code publish(struct agent *agent, const struct candidate *file,
   for (size_t i = 0; i < pub->count; i++)
     atomic_file_keep_temp(pub->files[i]);
   code = record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
+  if (code == AG_OK)
+    code = agent_wait_records(agent, err);
   if (code != AG_OK)
     return code;
   FAULT_POINT("after_publish_intent");
 
   /* The copy goes before its sidecar, so a reader that waits for the
-   * sidecar finds the copy whole. */
-  for (size_t i = 0; i < pub->count && code == AG_OK; i++)
-    code = atomic_file_publish(pub->files[i], pub->names[i], err);
+   * sidecar finds the copy whole: only the last rename may wait for the
+   * recorder's folder sync. */
+  bool defer_sync = agent_defers_output_sync(agent);
+  for (size_t i = 0; i < pub->count && code == AG_OK; i++) {
+    if (defer_sync && i + 1 == pub->count)
+      code = atomic_file_publish_unsynced(pub->files[i], pub->names[i], err);
+    else
+      code = atomic_file_publish(pub->files[i], pub->names[i], err);
+  }
   if (code != AG_OK)
     return code;
   free(record->output_temp);
@@ -344,10 +432,8 @@ static enum ag_code forget_vanished(struct agent *agent,
   bool found = false;
 
   if (earlier->state != 0)
-    return manifest_put(agent->manifest, file->rel, file->rel_len, earlier,
-                        err);
-  return manifest_delete(agent->manifest, file->rel, file->rel_len, &found,
-                         err);
+    return agent_put_record(agent, file->rel, file->rel_len, earlier, err);
+  return agent_delete_record(agent, file->rel, file->rel_len, &found, err);
 }
 
 /* Decide what a failed download means for this file: a fatal error ends
@@ -386,14 +472,14 @@ static enum ag_code handle_download_error(struct agent *agent,
   return AG_OK;
 }
 
-enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
-                         struct agent_summary *summary, struct ag_error *err)
+enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record, bool *delivered,
+                            struct agent_summary *summary, struct ag_error *err)
 {
   const char *base = file->rel + rpath_base_offset(file->rel, file->rel_len);
   bool passthrough = passthrough_selected(agent->config, base);
   enum export_format format =
       passthrough ? EXPORT_UNKNOWN : export_format_of(base);
-  struct manifest_record record = {0};
   struct manifest_record earlier = {0};
   struct download download = {0};
   struct ag_error file_err = {0};
@@ -407,25 +493,28 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   else if (format != EXPORT_UNKNOWN)
     format_name = export_format_name(format);
 
+  *delivered = false;
   log_escape(shown, sizeof(shown), file->rel, file->rel_len);
   bool taken = false;
   enum ag_code code =
-      claim_take(agent, file, &record.claim_path, &taken, summary, err);
+      claim_take(agent, file, &record->claim_path, &taken, summary, err);
   if (code != AG_OK || !taken)
     goto out;
-  code = start_record(agent, file, format_name, &record, &earlier, err);
+  code = start_record(agent, file, format_name, record, &earlier, err);
   if (code != AG_OK)
     goto out;
   const char *refusal = precheck(file, format, passthrough);
   if (refusal != NULL) {
-    code = dispose_failed(agent, file, &record, refusal, summary, err);
+    code = dispose_failed(agent, file, record, refusal, summary, err);
     goto out;
   }
 
-  if (download_file(agent, file, &record, &download, &file_err) != AG_OK) {
+  download.parse_live = !passthrough && live_parse_applies(format, file->size);
+  if (download_file(agent, file, record, &download, &file_err) != AG_OK) {
     if (download.cancelled) {
-      /* download_discard() removes the partial copy, and the record stays
-       * SEEN, so the next pass downloads the file from the start. */
+      /* download_discard() removes the partial copy (a worker's reused
+       * copy at the end of the pass), and the record stays SEEN, so the
+       * next pass downloads the file from the start. */
       summary->deferred++;
       log_info("stopped downloading '%s' because the agent is stopping; it "
                "is downloaded again on the next run",
@@ -438,10 +527,10 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   }
   FAULT_POINT("after_download");
   summary->bytes += download.bytes;
-  memcpy(record.sha256, download.sha256, sizeof(record.sha256));
-  code = record_step(agent, file, &record, MANIFEST_DOWNLOADED, err);
+  memcpy(record->sha256, download.sha256, sizeof(record->sha256));
+  code = record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
   if (code == AG_OK)
-    code = manifest_was_delivered(agent->manifest, record.sha256, file->rel,
+    code = manifest_was_delivered(agent->manifest, record->sha256, file->rel,
                                   file->rel_len, &duplicate, err);
   if (code != AG_OK)
     goto out;
@@ -450,7 +539,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     summary->duplicates++;
     log_info("'%s' is identical to the version delivered before (sha256 "
              "%.16s); archiving it without a second delivery",
-             shown, record.sha256);
+             shown, record->sha256);
   } else {
     struct publication pub = {0};
     if (passthrough)
@@ -461,52 +550,64 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
     if (code == AG_EPARSE) {
       publication_free(&pub);
       code =
-          dispose_failed(agent, file, &record, file_err.message, summary, err);
+          dispose_failed(agent, file, record, file_err.message, summary, err);
       goto out;
     }
     if (code == AG_OK)
-      code = publish(agent, file, &record, &pub, &file_err);
+      code = publish(agent, file, record, &pub, &file_err);
     publication_free(&pub);
     if (code != AG_OK) {
       code = ag_error_set(err, code, "%s", file_err.message);
       goto out;
     }
     summary->delivered++;
-    summary->delivered_by_format[agent_format_of(record.format)]++;
+    summary->delivered_by_format[agent_format_of(record->format)]++;
     if (passthrough)
       log_info("delivered '%s' (original document, %llu bytes) as '%s/%s' "
                "with its sidecar '%s.json'",
                shown, (unsigned long long)file->size, agent->config->output_dir,
-               record.output, record.output);
+               record->output, record->output);
     else
       log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
-               record.format, items,
+               record->format, items,
                format == EXPORT_CSV
                    ? (items == 1 ? "record" : "records")
                    : (items == 1 ? "annotation" : "annotations"),
                (unsigned long long)file->size, agent->config->output_dir,
-               record.output);
+               record->output);
   }
 
   /* The planned archive path goes into the DELIVERED record, so that after
    * a crash during the move the next pass can tell whether it happened. */
   if (agent->config->on_success == ON_SUCCESS_MOVE) {
-    record.archive_path = dispose_archive_target(
+    record->archive_path = dispose_archive_target(
         agent->config, file->rel, file->rel_len, plat_wall_time());
-    if (record.archive_path == NULL)
+    if (record->archive_path == NULL)
       code = ag_error_set(err, AG_ENOMEM, "out of memory");
   }
   FAULT_POINT("before_delivered_commit");
   if (code == AG_OK)
-    code = record_step(agent, file, &record, MANIFEST_DELIVERED, err);
+    code = record_step(agent, file, record, MANIFEST_DELIVERED, err);
   FAULT_POINT("after_delivered_commit");
-  if (code == AG_OK)
-    code = dispose_delivered(agent, file->rel, file->rel_len, &record, summary,
-                             err);
+  *delivered = code == AG_OK;
 
 out:
   download_discard(&download);
-  manifest_record_clear(&record);
   manifest_record_clear(&earlier);
+  return code;
+}
+
+enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
+                         struct agent_summary *summary, struct ag_error *err)
+{
+  struct manifest_record record = {0};
+  bool delivered = false;
+  enum ag_code code =
+      ingest_deliver(agent, file, &record, &delivered, summary, err);
+
+  if (code == AG_OK && delivered)
+    code = dispose_delivered(agent, file->rel, file->rel_len, &record, summary,
+                             err);
+  manifest_record_clear(&record);
   return code;
 }

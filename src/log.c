@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,44 @@ static struct {
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* Serialises log_msg() and log_set_status_line() across threads, so that
+ * the repeat slots and the status line stay whole and lines never mix. It
+ * is created at the first call, and the threads that race to create it
+ * agree on one with a compare-and-swap. */
+static _Atomic(struct plat_mutex *) logger_lock;
+
+/* Return the logger's lock, or NULL when it cannot be created. Logging
+ * then goes on without it, as it did before threads existed. */
+static struct plat_mutex *get_logger_lock(void)
+{
+  struct plat_mutex *lock = atomic_load(&logger_lock);
+  struct plat_mutex *created = NULL;
+  struct ag_error err = {0};
+
+  if (lock != NULL || plat_mutex_new(&created, &err) != AG_OK)
+    return lock;
+  if (atomic_compare_exchange_strong(&logger_lock, &lock, created))
+    return created;
+  plat_mutex_free(created); /* another thread was first; lock is its */
+  return lock;
+}
+
+/* Take the logger's lock and return it, for unlock_logger(). */
+static struct plat_mutex *lock_logger(void)
+{
+  struct plat_mutex *lock = get_logger_lock();
+
+  if (lock != NULL)
+    plat_mutex_lock(lock);
+  return lock;
+}
+
+static void unlock_logger(struct plat_mutex *held)
+{
+  if (held != NULL)
+    plat_mutex_unlock(held);
+}
 
 /* ---- Operating-system services ---- */
 
@@ -469,7 +508,7 @@ void log_set_rate_limit(unsigned max_repeats, int64_t window_ms)
   logger.window_ms = window_ms > 0 ? window_ms : 1;
 }
 
-void log_set_status_line(const char *text)
+static void set_status_line(const char *text)
 {
   if (logger.journal < 0)
     logger.journal = stderr_is_journal();
@@ -497,6 +536,13 @@ void log_set_status_line(const char *text)
   logger.status_shown = true;
 }
 
+void log_set_status_line(const char *text)
+{
+  struct plat_mutex *held = lock_logger();
+  set_status_line(text);
+  unlock_logger(held);
+}
+
 void log_msg(enum log_level level, const char *format, ...)
 {
   char raw[MESSAGE_SIZE];
@@ -513,16 +559,17 @@ void log_msg(enum log_level level, const char *format, ...)
     trim_cut_sequence(raw);
   escape_controls(text, sizeof(text), raw);
 
+  struct plat_mutex *held = lock_logger();
+  bool admitted = true;
   if (level != LOG_LEVEL_DEBUG && logger.max_repeats > 0) {
     int64_t now = plat_monotonic_ms();
 
     release_expired(now, false);
-    if (!admit_message(level, text, now)) {
-      errno = saved_errno;
-      return;
-    }
+    admitted = admit_message(level, text, now);
   }
-  emit(level, text);
+  if (admitted)
+    emit(level, text);
+  unlock_logger(held);
   errno = saved_errno;
 }
 

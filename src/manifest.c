@@ -328,39 +328,129 @@ static void update_map_size(struct manifest *manifest)
     manifest->map_size = info.me_mapsize;
 }
 
-/* Begin a transaction. If another process grew the map, LMDB returns
- * MDB_MAP_RESIZED once, and adopting the new size fixes it. */
+/* Transactions in several threads: LMDB allows one write transaction and
+ * any number of read transactions at a time, each in its own thread, but
+ * mdb_env_set_mapsize() only while no transaction of this process is open.
+ * Every transaction therefore passes a gate that counts the open ones, and
+ * a resize closes the gate and waits until the count is 0. */
+static void gate_enter(struct manifest *manifest)
+{
+  plat_mutex_lock(manifest->gate_lock);
+  while (manifest->resizing)
+    plat_cond_wait(manifest->gate_changed, manifest->gate_lock);
+  manifest->open_txns++;
+  plat_mutex_unlock(manifest->gate_lock);
+}
+
+static void gate_leave(struct manifest *manifest)
+{
+  plat_mutex_lock(manifest->gate_lock);
+  manifest->open_txns--;
+  if (manifest->open_txns == 0)
+    plat_cond_broadcast(manifest->gate_changed);
+  plat_mutex_unlock(manifest->gate_lock);
+}
+
+/* Set the map size to size (0 adopts the size another process set) while
+ * no transaction is open. With seen_size other than 0, the map is left as
+ * it is when another thread already changed it from seen_size. Sets
+ * *resized when this call changed the size. The caller must not have a
+ * transaction open. Returns an LMDB code. */
+static int gate_resize(struct manifest *manifest, size_t size, size_t seen_size,
+                       bool *resized)
+{
+  int rc = MDB_SUCCESS;
+
+  *resized = false;
+
+  plat_mutex_lock(manifest->gate_lock);
+  while (manifest->resizing)
+    plat_cond_wait(manifest->gate_changed, manifest->gate_lock);
+  manifest->resizing = true;
+  while (manifest->open_txns > 0)
+    plat_cond_wait(manifest->gate_changed, manifest->gate_lock);
+  if (seen_size == 0 || manifest->map_size == seen_size) {
+    rc = mdb_env_set_mapsize(manifest->env, size);
+    if (rc == MDB_SUCCESS)
+      update_map_size(manifest);
+    *resized = rc == MDB_SUCCESS;
+  }
+  manifest->resizing = false;
+  plat_cond_broadcast(manifest->gate_changed);
+  plat_mutex_unlock(manifest->gate_lock);
+  return rc;
+}
+
+/* Begin a transaction, to be ended with end_txn() or commit_txn(). If
+ * another process grew the map, LMDB returns MDB_MAP_RESIZED once, and
+ * adopting the new size fixes it. */
 static int begin_txn(struct manifest *manifest, unsigned int flags,
                      MDB_txn **txn)
 {
+  gate_enter(manifest);
   int rc = mdb_txn_begin(manifest->env, NULL, flags, txn);
-
+  if (rc == MDB_SUCCESS)
+    return rc;
+  gate_leave(manifest);
   if (rc != MDB_MAP_RESIZED)
     return rc;
-  rc = mdb_env_set_mapsize(manifest->env, 0);
+
+  bool resized = false;
+  rc = gate_resize(manifest, 0, 0, &resized);
   if (rc != MDB_SUCCESS)
     return rc;
-  update_map_size(manifest);
-  return mdb_txn_begin(manifest->env, NULL, flags, txn);
+  gate_enter(manifest);
+  rc = mdb_txn_begin(manifest->env, NULL, flags, txn);
+  if (rc != MDB_SUCCESS)
+    gate_leave(manifest);
+  return rc;
 }
 
-/* Double the map, up to MAP_SIZE_MAX. Returns MDB_MAP_FULL at the limit. */
-static int grow_map(struct manifest *manifest)
+static enum ag_code init_gate(struct manifest *manifest, struct ag_error *err)
 {
-  size_t next = manifest->map_size * 2;
+  enum ag_code code = plat_mutex_new(&manifest->gate_lock, err);
 
-  if (manifest->map_size >= MAP_SIZE_MAX)
+  if (code == AG_OK)
+    code = plat_cond_new(&manifest->gate_changed, err);
+  return code;
+}
+
+/* Abort txn, which begin_txn() began. Accepts NULL. */
+static void end_txn(struct manifest *manifest, MDB_txn *txn)
+{
+  if (txn == NULL)
+    return;
+  mdb_txn_abort(txn);
+  gate_leave(manifest);
+}
+
+/* Commit txn, which begin_txn() began. txn is freed also on failure.
+ * Returns an LMDB code. */
+static int commit_txn(struct manifest *manifest, MDB_txn *txn)
+{
+  int rc = mdb_txn_commit(txn);
+
+  gate_leave(manifest);
+  return rc;
+}
+
+/* Double the map from seen_size, up to MAP_SIZE_MAX, unless another thread
+ * grew it meanwhile. Returns MDB_MAP_FULL at the limit. */
+static int grow_map(struct manifest *manifest, size_t seen_size)
+{
+  size_t next = seen_size * 2;
+
+  if (seen_size >= MAP_SIZE_MAX)
     return MDB_MAP_FULL;
   if (next > MAP_SIZE_MAX)
     next = MAP_SIZE_MAX;
 
-  int rc = mdb_env_set_mapsize(manifest->env, next);
-  if (rc != MDB_SUCCESS)
-    return rc;
-  update_map_size(manifest);
-  log_info("manifest '%s' was full, so its map grew to %zu MiB",
-           manifest->db_path, manifest->map_size >> 20);
-  return MDB_SUCCESS;
+  bool resized = false;
+  int rc = gate_resize(manifest, next, seen_size, &resized);
+  if (rc == MDB_SUCCESS && resized)
+    log_info("manifest '%s' was full, so its map grew to %zu MiB",
+             manifest->db_path, next >> 20);
+  return rc;
 }
 
 /* Run step in a write transaction and commit it. LMDB does not grow the
@@ -377,15 +467,17 @@ static int run_write(struct manifest *manifest, write_step_fn step,
 
     if (rc != MDB_SUCCESS)
       return rc;
+    /* Read under the write transaction, so no other thread resizes now. */
+    size_t seen_size = manifest->map_size;
     rc = step(manifest, txn, ctx);
     if (rc == MDB_SUCCESS)
-      rc = mdb_txn_commit(txn); /* frees txn, also on failure */
+      rc = commit_txn(manifest, txn);
     else
-      mdb_txn_abort(txn);
+      end_txn(manifest, txn);
 
     if (rc != MDB_MAP_FULL)
       return rc;
-    rc = grow_map(manifest);
+    rc = grow_map(manifest, seen_size);
     if (rc != MDB_SUCCESS)
       return rc;
   }
@@ -480,15 +572,14 @@ static enum ag_code open_tables(struct manifest *manifest, bool has_marker,
   if (code != AG_OK)
     goto done;
 
-  rc = mdb_txn_commit(txn);
+  rc = commit_txn(manifest, txn);
   txn = NULL;
   if (rc != MDB_SUCCESS)
     code = fail_mdb(err, rc, "commit the tables of manifest '%s'",
                     manifest->db_path);
 
 done:
-  if (txn != NULL)
-    mdb_txn_abort(txn);
+  end_txn(manifest, txn);
   return code;
 }
 
@@ -539,6 +630,9 @@ static enum ag_code open_manifest(const char *state_dir, bool read_only,
     code = fail_nomem(err, "opening the manifest");
     goto fail;
   }
+  code = init_gate(manifest, err);
+  if (code != AG_OK)
+    goto fail;
 
   code = read_marker(manifest, &has_marker, err);
   if (code == AG_OK && (has_marker || read_only))
@@ -588,6 +682,8 @@ void manifest_close(struct manifest *manifest)
     return;
   if (manifest->env != NULL)
     mdb_env_close(manifest->env);
+  plat_cond_free(manifest->gate_changed);
+  plat_mutex_free(manifest->gate_lock);
   free(manifest->state_dir);
   free(manifest->db_path);
   free(manifest->marker_path);
@@ -619,8 +715,7 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
     code = fail_mdb(err, rc, "read the record for '%s' from manifest '%s'",
                     key_text, manifest->db_path);
   }
-  if (txn != NULL)
-    mdb_txn_abort(txn);
+  end_txn(manifest, txn);
   return code;
 }
 
@@ -705,6 +800,260 @@ enum ag_code manifest_put(struct manifest *manifest, const void *key,
   return code;
 }
 
+/* ---- Batches ---- */
+
+/* One put of a batch: the key and a copy of the record. The record is
+ * encoded only when the batch is committed, so a put that a later put of
+ * the same key replaces costs no encoding and no write. */
+struct batch_put {
+  unsigned char *key;
+  size_t key_len;
+  uint64_t key_hash;
+  struct manifest_record record;
+  char *value;               /* the record's JSON text, during a commit */
+  bool superseded;           /* a later put of the batch has the same key */
+  bool has_version;          /* the put adds a delivered version */
+  unsigned char version[32]; /* delivered-table key, when has_version */
+  /* delivered-table value, when has_version: the delivery time */
+  unsigned char delivered_at[MANIFEST_DELIVERED_VALUE_SIZE];
+};
+
+struct manifest_batch {
+  struct manifest *manifest;
+  struct batch_put *puts;
+  size_t count;
+  size_t capacity;
+};
+
+enum ag_code manifest_batch_new(struct manifest *manifest,
+                                struct manifest_batch **out,
+                                struct ag_error *err)
+{
+  struct manifest_batch *batch = calloc(1, sizeof(*batch));
+
+  *out = NULL;
+  if (batch == NULL)
+    return fail_nomem(err, "starting a manifest batch");
+  batch->manifest = manifest;
+  *out = batch;
+  return AG_OK;
+}
+
+static void free_put(struct batch_put *put)
+{
+  free(put->key);
+  free(put->value);
+  manifest_record_clear(&put->record);
+}
+
+/* Free the puts of batch and empty it, keeping its array. */
+static void batch_clear(struct manifest_batch *batch)
+{
+  for (size_t i = 0; i < batch->count; i++)
+    free_put(&batch->puts[i]);
+  batch->count = 0;
+}
+
+void manifest_batch_free(struct manifest_batch *batch)
+{
+  if (batch == NULL)
+    return;
+  batch_clear(batch);
+  free(batch->puts);
+  free(batch);
+}
+
+size_t manifest_batch_count(const struct manifest_batch *batch)
+{
+  return batch->count;
+}
+
+/* Make room for one more put. */
+static bool batch_reserve(struct manifest_batch *batch)
+{
+  if (batch->count < batch->capacity)
+    return true;
+  size_t capacity = batch->capacity == 0 ? 16 : batch->capacity * 2;
+  struct batch_put *puts = realloc(batch->puts, capacity * sizeof(*puts));
+  if (puts == NULL)
+    return false;
+  batch->puts = puts;
+  batch->capacity = capacity;
+  return true;
+}
+
+/* Copy text into *out; NULL stays NULL. Returns false when out of memory. */
+static bool copy_text(const char *text, char **out)
+{
+  *out = text != NULL ? copy_string(text) : NULL;
+  return text == NULL || *out != NULL;
+}
+
+/* Copy record with its strings into out. */
+static bool copy_record(const struct manifest_record *record,
+                        struct manifest_record *out)
+{
+  *out = *record;
+  out->output = NULL;
+  out->archive_path = NULL;
+  out->reason = NULL;
+  out->hook_error = NULL;
+  out->archive_error = NULL;
+  out->claim_path = NULL;
+  out->output_temp = NULL;
+  out->sidecar_temp = NULL;
+  return copy_text(record->output, &out->output) &&
+         copy_text(record->archive_path, &out->archive_path) &&
+         copy_text(record->reason, &out->reason) &&
+         copy_text(record->hook_error, &out->hook_error) &&
+         copy_text(record->archive_error, &out->archive_error) &&
+         copy_text(record->claim_path, &out->claim_path) &&
+         copy_text(record->output_temp, &out->output_temp) &&
+         copy_text(record->sidecar_temp, &out->sidecar_temp);
+}
+
+/* FNV-1a of a key, to find the puts of a batch that share one. */
+static uint64_t hash_bytes(const unsigned char *bytes, size_t len)
+{
+  uint64_t hash = 14695981039346656037ULL;
+
+  for (size_t i = 0; i < len; i++)
+    hash = (hash ^ bytes[i]) * 1099511628211ULL;
+  return hash;
+}
+
+enum ag_code manifest_batch_put(struct manifest_batch *batch, const void *key,
+                                size_t key_len,
+                                const struct manifest_record *record,
+                                struct ag_error *err)
+{
+  struct manifest *manifest = batch->manifest;
+  struct batch_put put = {0};
+  char key_text[KEY_TEXT_MAX];
+
+  log_escape(key_text, sizeof(key_text), key, key_len);
+  enum ag_code code = check_key(manifest, key, key_len, err);
+  if (code == AG_OK)
+    code = manifest_record_check(record, key_text, err);
+  if (code != AG_OK)
+    return code;
+
+  put.key = malloc(key_len);
+  put.key_len = key_len;
+  if (put.key == NULL || !copy_record(record, &put.record) ||
+      !batch_reserve(batch)) {
+    free_put(&put);
+    return fail_nomem(err, "adding a record to a manifest batch");
+  }
+  memcpy(put.key, key, key_len);
+  put.key_hash = hash_bytes(put.key, key_len);
+  batch->puts[batch->count++] = put;
+  return AG_OK;
+}
+
+/* Mark each put that a later put of the same key replaces. The batch is
+ * walked from its end with an open-addressing table of the keys seen. */
+static bool mark_superseded(struct manifest_batch *batch)
+{
+  size_t slots = 16;
+  while (slots < 2 * batch->count)
+    slots *= 2;
+  size_t *seen = malloc(slots * sizeof(*seen)); /* put index + 1, or 0 */
+  if (seen == NULL)
+    return false;
+  memset(seen, 0, slots * sizeof(*seen));
+
+  for (size_t i = batch->count; i-- > 0;) {
+    struct batch_put *put = &batch->puts[i];
+    size_t slot = (size_t)put->key_hash & (slots - 1);
+
+    put->superseded = false;
+    while (seen[slot] != 0) {
+      const struct batch_put *later = &batch->puts[seen[slot] - 1];
+      if (later->key_len == put->key_len &&
+          memcmp(later->key, put->key, put->key_len) == 0) {
+        put->superseded = true;
+        break;
+      }
+      slot = (slot + 1) & (slots - 1);
+    }
+    if (!put->superseded)
+      seen[slot] = i + 1;
+  }
+  free(seen);
+  return true;
+}
+
+/* Encode what the commit writes: the record of each put that is not
+ * superseded, and the delivered version of every DELIVERED put, which the
+ * delivered table keeps even when a later put replaces the record. */
+static enum ag_code encode_batch(struct manifest_batch *batch,
+                                 struct ag_error *err)
+{
+  if (!mark_superseded(batch))
+    return fail_nomem(err, "committing a manifest batch");
+  for (size_t i = 0; i < batch->count; i++) {
+    struct batch_put *put = &batch->puts[i];
+    const struct manifest_record *record = &put->record;
+
+    if (!put->superseded && put->value == NULL) {
+      put->value = manifest_record_encode(record);
+      if (put->value == NULL)
+        return fail_nomem(err, "encoding a manifest record");
+    }
+    put->has_version =
+        record->state == MANIFEST_DELIVERED && record->sha256[0] != '\0';
+    if (!put->has_version)
+      continue;
+    if (version_key(record->sha256, put->key, put->key_len, put->version) != 0)
+      return fail_nomem(err, "hashing a delivered version");
+    manifest_encode_time(record->updated > 0 ? record->updated
+                                             : plat_wall_time(),
+                         put->delivered_at);
+  }
+  return AG_OK;
+}
+
+static int batch_step(struct manifest *manifest, MDB_txn *txn, const void *ctx)
+{
+  const struct manifest_batch *batch = ctx;
+  int rc = MDB_SUCCESS;
+
+  for (size_t i = 0; i < batch->count && rc == MDB_SUCCESS; i++) {
+    const struct batch_put *put = &batch->puts[i];
+    MDB_val key = {put->key_len, put->key};
+    MDB_val version = {sizeof(put->version), (void *)put->version};
+    MDB_val delivered_at = {sizeof(put->delivered_at),
+                            (void *)put->delivered_at};
+
+    if (!put->superseded) {
+      MDB_val value = {strlen(put->value), put->value};
+      rc = mdb_put(txn, manifest->files, &key, &value, 0);
+    }
+    if (rc == MDB_SUCCESS && put->has_version)
+      rc = mdb_put(txn, manifest->delivered, &version, &delivered_at, 0);
+  }
+  return rc;
+}
+
+enum ag_code manifest_batch_commit(struct manifest_batch *batch,
+                                   struct ag_error *err)
+{
+  struct manifest *manifest = batch->manifest;
+
+  if (batch->count == 0)
+    return AG_OK;
+  enum ag_code code = encode_batch(batch, err);
+  if (code != AG_OK)
+    return code;
+  int rc = run_write(manifest, batch_step, batch);
+  if (rc != MDB_SUCCESS)
+    return fail_mdb(err, rc, "store %zu records in manifest '%s'", batch->count,
+                    manifest->db_path);
+  batch_clear(batch);
+  return AG_OK;
+}
+
 enum ag_code manifest_was_delivered(struct manifest *manifest,
                                     const char *sha256, const void *key,
                                     size_t key_len, bool *found,
@@ -730,8 +1079,7 @@ enum ag_code manifest_was_delivered(struct manifest *manifest,
   int rc = begin_txn(manifest, MDB_RDONLY, &txn);
   if (rc == MDB_SUCCESS)
     rc = mdb_get(txn, manifest->delivered, &lookup, &value);
-  if (txn != NULL)
-    mdb_txn_abort(txn);
+  end_txn(manifest, txn);
   if (rc == MDB_SUCCESS) {
     *found = true;
     return AG_OK;
@@ -775,8 +1123,7 @@ enum ag_code manifest_foreach(struct manifest *manifest, manifest_each_fn fn,
 done:
   if (cursor != NULL)
     mdb_cursor_close(cursor);
-  if (txn != NULL)
-    mdb_txn_abort(txn);
+  end_txn(manifest, txn);
   return code;
 }
 
@@ -923,8 +1270,7 @@ enum ag_code manifest_get_meta(struct manifest *manifest, const char *key,
     code = fail_mdb(err, rc, "read '%s' from the meta table of manifest '%s'",
                     key, manifest->db_path);
   }
-  if (txn != NULL)
-    mdb_txn_abort(txn);
+  end_txn(manifest, txn);
   return code;
 }
 

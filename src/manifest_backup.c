@@ -48,7 +48,11 @@ static enum ag_code split_dest(const char *path, char **dir, char **prefix,
  * LMDB documents that it fails on an environment that leaked pages, and
  * then a plain copy, which keeps every page, is written instead. The plain
  * copy holds LMDB's writer lock only while it reads the meta pages.
- * NOTE: no test makes LMDB leak pages, so the fallback has not run. */
+ * NOTE: no test makes LMDB leak pages, so the fallback has not run.
+ * NOTE: mdb_env_copyfd2() opens its own read transaction, outside the gate
+ * of manifest.c. Only the backup command calls this, on a read-only handle
+ * of its own in a process without worker threads, so no map resize of
+ * this process can happen meanwhile. */
 static enum ag_code copy_into(struct manifest *manifest, FILE *file,
                               const char *temp_path, struct ag_error *err)
 {

@@ -12,6 +12,7 @@
 #include <lmdb.h>
 
 #include "agent/manifest.h"
+#include "agent/platform.h"
 
 #define AGENT_ID_BYTES 16
 
@@ -43,6 +44,13 @@ struct manifest {
   MDB_dbi delivered;
   MDB_dbi meta;
   size_t map_size;
+  /* The gate that lets a map resize wait until no thread of this process
+   * has a transaction open (manifest.c, gate_enter()). Every transaction
+   * of manifest.c, manifest_prune.c and manifest_schema.c passes it. */
+  struct plat_mutex *gate_lock;
+  struct plat_cond *gate_changed;
+  size_t open_txns; /* transactions open in any thread */
+  bool resizing;    /* a thread waits for open_txns 0 or resizes */
   char *state_dir;
   char *db_path;
   char *marker_path;

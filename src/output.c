@@ -41,6 +41,7 @@ struct output_doc {
   struct atomic_file *output;
   FILE *file; /* the stream of output */
   const char *temp_path;
+  long sha256_at;    /* file offset of the source's SHA-256, or -1 */
   size_t lists;      /* lists begun */
   size_t items;      /* items of the first list */
   size_t list_items; /* items of the list being written */
@@ -359,17 +360,58 @@ out:
   return source;
 }
 
-enum ag_code output_begin(const char *dir, const struct output_source *src,
-                          struct output_doc **out, struct ag_error *err)
+/* 64 zeros: the SHA-256 of a document that output_begin_unhashed()
+ * starts, until output_set_sha256() writes the real one. */
+static const char unknown_sha256[] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* Write the source object, and remember where its SHA-256 starts when it
+ * is the placeholder. The key is searched with its quotes, which a string
+ * value can only contain escaped, so a name full of zeros cannot match. */
+static enum ag_code write_source(struct output_doc *doc, const json_t *source,
+                                 bool unhashed, struct ag_error *err)
+{
+  static const char key[] = "\"sha256\":\"";
+
+  if (!unhashed)
+    return write_json(doc, source, err);
+
+  char *text = json_dumps(source, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  const char *at = text != NULL ? strstr(text, key) : NULL;
+  /* The text goes into the buffer, so it starts at the file's position
+   * plus what the buffer holds. */
+  long start = ftell(doc->file);
+  enum ag_code code = AG_OK;
+
+  if (start >= 0)
+    start += (long)doc->buffered;
+  if (text == NULL || at == NULL || start < 0)
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  else
+    code = write_text(doc, text, err);
+  if (code == AG_OK)
+    doc->sha256_at = start + (long)(at - text) + (long)(sizeof(key) - 1);
+  free(text);
+  return code;
+}
+
+/* output_begin(), with the placeholder SHA-256 when unhashed is set. */
+static enum ag_code begin_doc(const char *dir, const struct output_source *src,
+                              bool unhashed, struct output_doc **out,
+                              struct ag_error *err)
 {
   struct output_doc *doc = calloc(1, sizeof(*doc));
+  struct output_source known = *src;
   json_t *source = NULL;
   enum ag_code code = AG_OK;
 
   *out = NULL;
   if (doc == NULL)
     return ag_error_set(err, AG_ENOMEM, "out of memory");
-  source = output_source_object(src);
+  doc->sha256_at = -1;
+  if (unhashed)
+    known.sha256 = unknown_sha256;
+  source = output_source_object(&known);
   if (source == NULL) {
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
@@ -386,7 +428,7 @@ enum ag_code output_begin(const char *dir, const struct output_source *src,
   doc->sink.ctx = doc;
   code = write_text(doc, "{\"format_version\":1,\"source\":", err);
   if (code == AG_OK)
-    code = write_json(doc, source, err);
+    code = write_source(doc, source, unhashed, err);
 
 out:
   json_decref(source);
@@ -395,6 +437,40 @@ out:
     return code;
   }
   *out = doc;
+  return AG_OK;
+}
+
+enum ag_code output_begin(const char *dir, const struct output_source *src,
+                          struct output_doc **out, struct ag_error *err)
+{
+  return begin_doc(dir, src, false, out, err);
+}
+
+enum ag_code output_begin_unhashed(const char *dir,
+                                   const struct output_source *src,
+                                   struct output_doc **out,
+                                   struct ag_error *err)
+{
+  return begin_doc(dir, src, true, out, err);
+}
+
+enum ag_code output_set_sha256(struct output_doc *doc, const char *sha256,
+                               struct ag_error *err)
+{
+  fpos_t end; /* fpos_t, because a document can outgrow a 32-bit long */
+
+  if (doc->sha256_at < 0 || strlen(sha256) != sizeof(unknown_sha256) - 1)
+    return ag_error_set(err, AG_ELOCAL,
+                        "cannot set the SHA-256 of '%s': the document has no "
+                        "place for it. This is a bug in the agent.",
+                        doc->temp_path);
+  if (flush_buffer(doc) != 0 || fgetpos(doc->file, &end) != 0 ||
+      fseek(doc->file, doc->sha256_at, SEEK_SET) != 0 ||
+      fwrite(sha256, 1, sizeof(unknown_sha256) - 1, doc->file) !=
+          sizeof(unknown_sha256) - 1 ||
+      fsetpos(doc->file, &end) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", doc->temp_path);
+  doc->sha256_at = -1;
   return AG_OK;
 }
 

@@ -1,6 +1,8 @@
 /* A hash table of file observations for the stability rule. */
 #include "agent/stable.h"
 
+#include "agent/platform.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +17,7 @@ struct observation {
 };
 
 struct stable {
+  struct plat_mutex *lock; /* workers of a parallel pass forget keys */
   struct observation **buckets;
   size_t bucket_count; /* a power of two */
   size_t count;
@@ -47,6 +50,12 @@ struct stable *stable_new(void)
     free(tracker);
     return NULL;
   }
+  struct ag_error err = {0};
+  if (plat_mutex_new(&tracker->lock, &err) != AG_OK) {
+    free(tracker->buckets);
+    free(tracker);
+    return NULL;
+  }
   return tracker;
 }
 
@@ -63,6 +72,7 @@ void stable_free(struct stable *tracker)
     }
   }
   free(tracker->buckets);
+  plat_mutex_free(tracker->lock);
   free(tracker);
 }
 
@@ -102,7 +112,7 @@ static void grow(struct stable *tracker)
   tracker->bucket_count = new_count;
 }
 
-int stable_observe(struct stable *tracker, const void *key, size_t key_len,
+static int observe(struct stable *tracker, const void *key, size_t key_len,
                    uint64_t size, int64_t mtime, int64_t now_ms,
                    int64_t stable_ms)
 {
@@ -134,23 +144,39 @@ int stable_observe(struct stable *tracker, const void *key, size_t key_len,
 
 bool stable_contains(struct stable *tracker, const void *key, size_t key_len)
 {
-  return *find_slot(tracker, key, key_len) != NULL;
+  plat_mutex_lock(tracker->lock);
+  bool found = *find_slot(tracker, key, key_len) != NULL;
+  plat_mutex_unlock(tracker->lock);
+  return found;
+}
+
+int stable_observe(struct stable *tracker, const void *key, size_t key_len,
+                   uint64_t size, int64_t mtime, int64_t now_ms,
+                   int64_t stable_ms)
+{
+  plat_mutex_lock(tracker->lock);
+  int stable = observe(tracker, key, key_len, size, mtime, now_ms, stable_ms);
+  plat_mutex_unlock(tracker->lock);
+  return stable;
 }
 
 void stable_forget(struct stable *tracker, const void *key, size_t key_len)
 {
+  plat_mutex_lock(tracker->lock);
   struct observation **slot = find_slot(tracker, key, key_len);
   struct observation *node = *slot;
 
-  if (node == NULL)
-    return;
-  *slot = node->next;
-  free(node);
-  tracker->count--;
+  if (node != NULL) {
+    *slot = node->next;
+    free(node);
+    tracker->count--;
+  }
+  plat_mutex_unlock(tracker->lock);
 }
 
 void stable_next_generation(struct stable *tracker)
 {
+  plat_mutex_lock(tracker->lock);
   for (size_t i = 0; i < tracker->bucket_count; i++) {
     struct observation **slot = &tracker->buckets[i];
     while (*slot != NULL) {
@@ -165,6 +191,7 @@ void stable_next_generation(struct stable *tracker)
     }
   }
   tracker->generation++;
+  plat_mutex_unlock(tracker->lock);
 }
 
 size_t stable_count(const struct stable *tracker)

@@ -57,6 +57,17 @@ enum ag_code atomic_file_prepare(struct atomic_file *file,
 enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
                                  struct ag_error *err);
 
+/* Like atomic_file_publish(), but without the folder sync after the
+ * rename: the file is in place, but after a power loss it may still have
+ * its temporary name. The caller makes the rename durable with
+ * plat_sync_dir() on the folder before it relies on it, so that one sync
+ * serves several files; it must have recorded the temporary name first
+ * (see atomic_file_keep_temp()), so that crash recovery can finish a
+ * rename that was lost. */
+enum ag_code atomic_file_publish_unsynced(struct atomic_file *file,
+                                          const char *name,
+                                          struct ag_error *err);
+
 /* Make atomic_file_free() leave the temporary file in place, for a caller
  * that recorded its name and lets crash recovery decide its fate. */
 void atomic_file_keep_temp(struct atomic_file *file);

@@ -71,6 +71,7 @@ struct config {
   int stable_seconds;
   bool recursive;
   int max_files_per_poll; /* 0 means no limit */
+  int parallel;           /* files taken at once, each on its own session */
   char *archive_layout;   /* strftime pattern for UTC date folders, or NULL */
   enum on_success on_success;
   int archive_alert_after; /* failed remote steps of one file before each

@@ -28,6 +28,11 @@ struct export_sink {
   void *ctx;
 };
 
+/* Finish the global set-up of the parsers' libraries (libxml2), which
+ * must happen in one thread before parsers run in several. Calling it
+ * again does nothing. */
+void export_init(void);
+
 /* Return the format for a remote base name by its extension (".xml",
  * ".csv", ".json", any case), or EXPORT_UNKNOWN. */
 enum export_format export_format_of(const char *name);
@@ -42,6 +47,21 @@ const char *export_format_name(enum export_format format);
  * connection. */
 enum ag_code export_parse_xml(const char *path, const struct export_sink *sink,
                               struct ag_error *err);
+
+/* An input that a parser reads as it arrives, such as a file that is
+ * still being downloaded. read stores up to size bytes in buffer and
+ * returns how many, which is 0 only at the end of the input. It waits
+ * while no byte is there yet. It returns -1 when the input failed, with
+ * the reason in err, and the parser then fails with that error. */
+struct export_input {
+  long (*read)(void *ctx, void *buffer, size_t size, struct ag_error *err);
+  void *ctx;
+};
+
+/* Parse a Rossum XML export from input, as export_parse_xml() does. */
+enum ag_code export_parse_xml_input(const struct export_input *input,
+                                    const struct export_sink *sink,
+                                    struct ag_error *err);
 
 /* Limits of export_parse_json(). jansson has no streaming reader, so the
  * whole document is held in memory. The byte limit alone would let a file

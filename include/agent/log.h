@@ -24,8 +24,11 @@
  * with the number of repeats that were left out. Debug messages are not
  * limited, because the operator asked for all of them.
  *
- * The functions are not thread-safe and not async-signal-safe: a signal
- * handler only sets a flag, and the main loop calls log_reopen(). */
+ * Threads: log_msg() (and the macros) and log_set_status_line() may be
+ * called from several threads at once; one lock keeps each line whole.
+ * The other functions change the target and must not run while another
+ * thread logs. No function is async-signal-safe: a signal handler only
+ * sets a flag, and the main loop calls log_reopen(). */
 #ifndef AGENT_LOG_H
 #define AGENT_LOG_H
 

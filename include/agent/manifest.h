@@ -2,7 +2,9 @@
  *
  * The key is the file's path relative to the inbox, in the raw bytes the
  * server sent. Every write is one committed, synced LMDB transaction, so a
- * record on disk always describes a step that has already happened.
+ * record on disk always describes a step that has already happened. A
+ * batch (manifest_batch_new()) stores the records of several files in one
+ * such transaction.
  *
  * A second table contains each (key, content SHA-256) pair delivered, with
  * its delivery time, so an identical re-upload under the same name is
@@ -12,7 +14,12 @@
  *
  * The state folder also contains a marker (agent-id) written once the
  * manifest exists. A marker without a readable manifest means the
- * manifest was lost, and manifest_open() refuses to start afresh. */
+ * manifest was lost, and manifest_open() refuses to start afresh.
+ *
+ * Threads: a manifest may be used by several threads at once. Reads run
+ * side by side; writes wait for each other (LMDB allows one write
+ * transaction at a time). manifest_close() must come after the last call
+ * of every thread. */
 #ifndef AGENT_MANIFEST_H
 #define AGENT_MANIFEST_H
 
@@ -121,6 +128,38 @@ enum ag_code manifest_get(struct manifest *manifest, const void *key,
 enum ag_code manifest_put(struct manifest *manifest, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           struct ag_error *err);
+
+/* Writes collected for one durable transaction, so that one commit (and
+ * its syncs) serves the records of many files. A batch belongs to one
+ * thread at a time. */
+struct manifest_batch;
+
+/* Start an empty batch for manifest. Error: AG_ENOMEM. */
+enum ag_code manifest_batch_new(struct manifest *manifest,
+                                struct manifest_batch **out,
+                                struct ag_error *err);
+
+/* Add a put of record under key, checked now as manifest_put() does, with
+ * the same errors. The batch keeps its own copy, so record may change
+ * after the call. Puts are stored in the order they were added, so a
+ * later put of the same key replaces an earlier one; the commit skips the
+ * replaced record, but keeps the delivered version of a DELIVERED put. */
+enum ag_code manifest_batch_put(struct manifest_batch *batch, const void *key,
+                                size_t key_len,
+                                const struct manifest_record *record,
+                                struct ag_error *err);
+
+/* Return the number of puts added since the last commit. */
+size_t manifest_batch_count(const struct manifest_batch *batch);
+
+/* Store every put of batch in one durable transaction and empty the batch.
+ * An empty batch commits nothing. On failure nothing is stored, the batch
+ * keeps its puts and the error is AG_ESTATE, as for manifest_put(). */
+enum ag_code manifest_batch_commit(struct manifest_batch *batch,
+                                   struct ag_error *err);
+
+/* Free a batch and the puts it still holds. Accepts NULL. */
+void manifest_batch_free(struct manifest_batch *batch);
 
 /* Set *found to whether the content with this SHA-256 (lowercase hex) was
  * delivered under key, even if the key's record was replaced or removed

@@ -41,6 +41,22 @@ json_t *output_source_object(const struct output_source *src);
 enum ag_code output_begin(const char *dir, const struct output_source *src,
                           struct output_doc **out, struct ag_error *err);
 
+/* Like output_begin(), for a file whose SHA-256 is not known yet because
+ * it is still being downloaded: src->sha256 is ignored, and 64 zeros
+ * stand in its place until output_set_sha256() writes the real value,
+ * which must come before output_finish() or output_commit(). */
+enum ag_code output_begin_unhashed(const char *dir,
+                                   const struct output_source *src,
+                                   struct output_doc **out,
+                                   struct ag_error *err);
+
+/* Write sha256 (64 lowercase hex digits) into the source of a document
+ * that output_begin_unhashed() started. Errors: AG_ELOCAL, also when doc
+ * has no placeholder (it was started by output_begin(), or the value was
+ * set already). */
+enum ag_code output_set_sha256(struct output_doc *doc, const char *sha256,
+                               struct ag_error *err);
+
 /* Return the sink that a parser writes the document's items into. The
  * sink belongs to doc. Each begin() call starts a list after the ones
  * before it and closes the previous list. */

@@ -68,6 +68,18 @@ enum ag_code plat_replace(const char *from, const char *to,
 enum ag_code plat_rename_new(const char *from, const char *to,
                              struct ag_error *err);
 
+/* Flush file's buffer and set its size to size bytes, dropping what lies
+ * beyond. Error: AG_ELOCAL, naming path. */
+enum ag_code plat_set_file_size(FILE *file, const char *path, uint64_t size,
+                                struct ag_error *err);
+
+/* Rename from onto to, replacing to if it exists, without syncing the
+ * folder. The rename is durable only after plat_sync_dir() on the folder
+ * that contains to, so that one folder sync can cover several renames.
+ * Error: AG_ELOCAL. */
+enum ag_code plat_rename(const char *from, const char *to,
+                         struct ag_error *err);
+
 /* Write all len bytes of data to the file descriptor fd, retrying after
  * signals and short writes. Returns false on any other failure, with
  * errno set. */
@@ -188,6 +200,54 @@ void plat_system_log_write(int severity, const char *text);
 
 /* Close the system log. Accepts a log that is not open. */
 void plat_system_log_close(void);
+
+/* ---- Threads ----
+ *
+ * Threads, mutexes and condition variables for the parallel pass. Timed
+ * waits follow the monotonic clock, so setting the wall clock does not
+ * change them. A failure of lock, unlock, wait or signal is a bug in the
+ * agent and ends the process. */
+
+struct plat_thread;
+struct plat_mutex;
+struct plat_cond;
+
+/* Start a thread that runs fn(arg) and store it in *out. Error: AG_ELOCAL
+ * when the system cannot start another thread. */
+enum ag_code plat_thread_start(void (*fn)(void *arg), void *arg,
+                               struct plat_thread **out, struct ag_error *err);
+
+/* Wait until thread has ended, then free it. */
+void plat_thread_join(struct plat_thread *thread);
+
+/* Create a mutex. Error: AG_ENOMEM. */
+enum ag_code plat_mutex_new(struct plat_mutex **out, struct ag_error *err);
+
+/* Free a mutex that no thread holds. Accepts NULL. */
+void plat_mutex_free(struct plat_mutex *mutex);
+
+void plat_mutex_lock(struct plat_mutex *mutex);
+void plat_mutex_unlock(struct plat_mutex *mutex);
+
+/* Create a condition variable. Error: AG_ENOMEM. */
+enum ag_code plat_cond_new(struct plat_cond **out, struct ag_error *err);
+
+/* Free a condition variable that no thread waits on. Accepts NULL. */
+void plat_cond_free(struct plat_cond *cond);
+
+/* Release mutex, which the caller holds, wait until cond is signalled, and
+ * take mutex again. As with every condition variable, a wait may also end
+ * without a signal, so the caller checks its condition in a loop. */
+void plat_cond_wait(struct plat_cond *cond, struct plat_mutex *mutex);
+
+/* Like plat_cond_wait(), but wait at most ms milliseconds. Returns false
+ * when the time ran out. */
+bool plat_cond_wait_ms(struct plat_cond *cond, struct plat_mutex *mutex,
+                       int64_t ms);
+
+/* Wake one thread, or every thread, that waits on cond. */
+void plat_cond_signal(struct plat_cond *cond);
+void plat_cond_broadcast(struct plat_cond *cond);
 
 /* ---- Running the post-delivery hook ---- */
 

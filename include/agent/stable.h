@@ -3,7 +3,10 @@
  * A file is stable once its size and mtime have stayed the same across
  * observations spanning at least stable_seconds of the monotonic clock.
  * The remote mtime alone is never trusted, because a writer can reset it;
- * after a restart every file waits again. */
+ * after a restart every file waits again.
+ *
+ * Threads: every function but stable_new(), stable_free() and
+ * stable_count() may be called from several threads at once. */
 #ifndef AGENT_STABLE_H
 #define AGENT_STABLE_H
 

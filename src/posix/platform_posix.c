@@ -223,6 +223,23 @@ enum ag_code plat_rename_new(const char *from, const char *to,
   return sync_parent(to, err);
 }
 
+enum ag_code plat_set_file_size(FILE *file, const char *path, uint64_t size,
+                                struct ag_error *err)
+{
+  if (fflush(file) != 0 || ftruncate(fileno(file), (off_t)size) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+  return AG_OK;
+}
+
+enum ag_code plat_rename(const char *from, const char *to, struct ag_error *err)
+{
+  if (rename(from, to) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot rename '%s' to '%s': %s", from,
+                        to, strerror(errno));
+  return AG_OK;
+}
+
 bool plat_write_all(int fd, const void *data, size_t len)
 {
   const char *next = data;

@@ -397,16 +397,44 @@ static DWORD flush_renamed(const wchar_t *to)
 
 enum ag_code plat_sync_dir(const char *dir, struct ag_error *err)
 {
-  /* Windows cannot flush a folder. On NTFS, FlushFileBuffers() on a file
-   * (plat_sync_close(), flush_renamed()) commits the journal, and with it
-   * the file's name in its folder, so there is nothing left to do here. */
-  (void)dir;
-  (void)err;
-  return AG_OK;
+  wchar_t *wide = win_path(dir);
+  DWORD error = 0;
+  char text[256];
+
+  /* Windows has no fsync() for a folder. The documented way to flush a
+   * handle's metadata is FlushFileBuffers() on a handle with write access,
+   * which a folder gives with FILE_FLAG_BACKUP_SEMANTICS; NTFS then
+   * commits its journal, renames and new names in the folder included.
+   * Without the right to open the folder for writing (a service account
+   * without it, or a network share), the renamed files' own flushes
+   * (plat_replace()) remain, so that case is not an error. */
+  if (wide == NULL)
+    return ag_error_set(err, AG_ELOCAL, "cannot sync folder '%s': %s", dir,
+                        strerror(errno));
+  HANDLE handle = CreateFileW(wide, GENERIC_WRITE, SHARE_ALL, NULL,
+                              OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+  free(wide);
+  if (handle == INVALID_HANDLE_VALUE) {
+    error = GetLastError();
+    if (error == ERROR_ACCESS_DENIED)
+      error = 0;
+  } else {
+    if (!FlushFileBuffers(handle) && GetLastError() != ERROR_ACCESS_DENIED &&
+        GetLastError() != ERROR_INVALID_FUNCTION)
+      error = GetLastError();
+    CloseHandle(handle);
+  }
+  if (error == 0)
+    return AG_OK;
+  return ag_error_set(err, AG_ELOCAL, "cannot sync folder '%s': %s", dir,
+                      win_error_text(error, text, sizeof(text)));
 }
 
-enum ag_code plat_replace(const char *from, const char *to,
-                          struct ag_error *err)
+/* plat_replace() and plat_rename(): rename from onto to, retrying while
+ * another program holds to open, then flush the renamed file when flush
+ * is set. */
+static enum ag_code replace_file(const char *from, const char *to, bool flush,
+                                 struct ag_error *err)
 {
   wchar_t *wide_from = win_path(from);
   wchar_t *wide_to = win_path(to);
@@ -429,7 +457,7 @@ enum ag_code plat_replace(const char *from, const char *to,
     Sleep(pause);
     pause *= 2;
   }
-  DWORD flush_error = error == 0 ? flush_renamed(wide_to) : 0;
+  DWORD flush_error = error == 0 && flush ? flush_renamed(wide_to) : 0;
   free(wide_from);
   free(wide_to);
 
@@ -446,6 +474,26 @@ enum ag_code plat_replace(const char *from, const char *to,
                         to);
   return ag_error_set(err, AG_ELOCAL, "cannot rename '%s' to '%s': %s", from,
                       to, win_error_text(error, text, sizeof(text)));
+}
+
+enum ag_code plat_replace(const char *from, const char *to,
+                          struct ag_error *err)
+{
+  return replace_file(from, to, true, err);
+}
+
+enum ag_code plat_rename(const char *from, const char *to, struct ag_error *err)
+{
+  return replace_file(from, to, false, err);
+}
+
+enum ag_code plat_set_file_size(FILE *file, const char *path, uint64_t size,
+                                struct ag_error *err)
+{
+  if (fflush(file) != 0 || _chsize_s(_fileno(file), (__int64)size) != 0)
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+  return AG_OK;
 }
 
 enum ag_code plat_rename_new(const char *from, const char *to,

@@ -1,0 +1,454 @@
+/* Parallel passes: worker threads with their own SSH sessions, one shared
+ * queue of files, and the recorder that commits their records in batches.
+ * pipeline.h states the rules that keep deliveries exactly once. */
+#include "pipeline.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/export.h"
+#include "agent/log.h"
+#include "agent/platform.h"
+#include "recorder.h"
+
+/* Delivered files that a worker keeps while their DELIVERED records wait
+ * for a commit. Meanwhile it takes the next files, so it never idles for
+ * a sync; when the list is full, it waits for the oldest. */
+#define WAITING_MAX 32
+
+/* How often the thread that runs the pass updates the progress display,
+ * calls the front end's progress hook and checks for a stop request, and
+ * how often it looks whether the workers have ended. */
+#define WATCH_INTERVAL_MS 100
+#define POLL_INTERVAL_MS 10
+
+/* A delivered file whose remote step waits for its DELIVERED record. */
+struct delivery {
+  const struct candidate *file;
+  struct manifest_record record;
+  uint64_t ticket;
+};
+
+struct worker {
+  struct pipeline *pipeline;
+  size_t number; /* 1 for the worker on the pass's own session */
+  /* The worker's copy of the agent: its own session, hooks that follow
+   * the pipeline, and no progress display. */
+  struct agent view;
+  struct agent_summary summary;
+  struct delivery waiting[WAITING_MAX]; /* a ring, oldest first */
+  size_t waiting_first;
+  size_t waiting_count;
+  uint64_t last_ticket; /* ticket of this worker's latest record */
+  bool own_session;     /* view.remote was opened for this pass */
+  FILE *download;       /* written again for each download, or NULL */
+  char *download_path;
+  struct plat_thread *thread;
+};
+
+struct pipeline {
+  struct agent *agent;
+  const struct candidate *files;
+  size_t count;
+  struct recorder *recorder;
+  atomic_size_t next;          /* index of the next file to take */
+  atomic_size_t taken;         /* files that a worker has taken */
+  atomic_uint_least64_t bytes; /* bytes downloaded by all workers */
+  atomic_bool stopping;        /* take no more files */
+  atomic_size_t running;       /* workers whose thread has not ended */
+  struct plat_mutex *lock;     /* guards code and err */
+  enum ag_code code;
+  struct ag_error err; /* the first error that ends the pass */
+};
+
+enum ag_code agent_put_record(struct agent *agent, const void *key,
+                              size_t key_len,
+                              const struct manifest_record *record,
+                              struct ag_error *err)
+{
+  struct worker *worker = agent->worker;
+
+  if (worker == NULL)
+    return manifest_put(agent->manifest, key, key_len, record, err);
+  return recorder_put(worker->pipeline->recorder, key, key_len, record,
+                      &worker->last_ticket, err);
+}
+
+enum ag_code agent_wait_records(struct agent *agent, struct ag_error *err)
+{
+  struct worker *worker = agent->worker;
+
+  if (worker == NULL || worker->last_ticket == 0)
+    return AG_OK;
+  return recorder_wait(worker->pipeline->recorder, worker->last_ticket, err);
+}
+
+enum ag_code agent_delete_record(struct agent *agent, const void *key,
+                                 size_t key_len, bool *found,
+                                 struct ag_error *err)
+{
+  enum ag_code code = agent_wait_records(agent, err);
+
+  if (code != AG_OK)
+    return code;
+  return manifest_delete(agent->manifest, key, key_len, found, err);
+}
+
+bool agent_defers_output_sync(const struct agent *agent)
+{
+  return agent->worker != NULL;
+}
+
+FILE *agent_reused_download(const struct agent *agent, const char **path)
+{
+  struct worker *worker = agent->worker;
+
+  if (worker == NULL || worker->download == NULL)
+    return NULL;
+  *path = worker->download_path;
+  return worker->download;
+}
+
+void pipeline_add_summary(struct agent_summary *total,
+                          const struct agent_summary *part)
+{
+  total->delivered += part->delivered;
+  total->duplicates += part->duplicates;
+  total->completed += part->completed;
+  total->failed += part->failed;
+  total->pending += part->pending;
+  total->deferred += part->deferred;
+  total->vanished += part->vanished;
+  total->bytes += part->bytes;
+  for (size_t i = 0; i < AGENT_FORMAT_COUNT; i++) {
+    total->delivered_by_format[i] += part->delivered_by_format[i];
+    total->failed_by_format[i] += part->failed_by_format[i];
+  }
+  total->pending_archive += part->pending_archive;
+}
+
+/* The workers' stop hook: a stop request of the front end, which the
+ * pass's own thread forwards, or an error in another worker. */
+static bool pipeline_stopping(void *ctx)
+{
+  struct pipeline *pipeline = ctx;
+
+  return atomic_load(&pipeline->stopping);
+}
+
+/* Keep the first error that ends the pass and let the workers stop. */
+static void pipeline_fail(struct pipeline *pipeline, enum ag_code code,
+                          const struct ag_error *err)
+{
+  plat_mutex_lock(pipeline->lock);
+  if (pipeline->code == AG_OK) {
+    pipeline->code = code;
+    pipeline->err = *err;
+  }
+  plat_mutex_unlock(pipeline->lock);
+  atomic_store(&pipeline->stopping, true);
+}
+
+/* ---- One worker ---- */
+
+/* Run the remote step of the oldest waiting deliveries whose records are
+ * committed. With wait, first wait for the oldest one. */
+static enum ag_code dispose_ready(struct worker *worker, bool wait,
+                                  struct ag_error *err)
+{
+  struct recorder *recorder = worker->pipeline->recorder;
+
+  while (worker->waiting_count > 0) {
+    struct delivery *next = &worker->waiting[worker->waiting_first];
+
+    if (!recorder_is_durable(recorder, next->ticket)) {
+      if (!wait)
+        break;
+      enum ag_code code = recorder_wait(recorder, next->ticket, err);
+      if (code != AG_OK)
+        return code;
+    }
+    wait = false;
+
+    enum ag_code code =
+        dispose_delivered(&worker->view, next->file->rel, next->file->rel_len,
+                          &next->record, &worker->summary, err);
+    manifest_record_clear(&next->record);
+    worker->waiting_first = (worker->waiting_first + 1) % WAITING_MAX;
+    worker->waiting_count--;
+    if (code != AG_OK)
+      return code;
+  }
+  return AG_OK;
+}
+
+/* Forget the waiting deliveries after an error. Their records stay
+ * DELIVERED or never reach the manifest, so the next pass finishes them
+ * or takes the files again. */
+static void drop_waiting(struct worker *worker)
+{
+  while (worker->waiting_count > 0) {
+    manifest_record_clear(&worker->waiting[worker->waiting_first].record);
+    worker->waiting_first = (worker->waiting_first + 1) % WAITING_MAX;
+    worker->waiting_count--;
+  }
+}
+
+/* Take one file up to DELIVERED, and keep it waiting for its commit. */
+static enum ag_code take_file(struct worker *worker,
+                              const struct candidate *file,
+                              struct ag_error *err)
+{
+  struct pipeline *pipeline = worker->pipeline;
+  struct manifest_record record = {0};
+  uint64_t bytes_before = worker->summary.bytes;
+  bool delivered = false;
+  enum ag_code code = AG_OK;
+
+  if (worker->waiting_count == WAITING_MAX)
+    code = dispose_ready(worker, true, err);
+  if (code != AG_OK)
+    return code;
+
+  code = ingest_deliver(&worker->view, file, &record, &delivered,
+                        &worker->summary, err);
+  atomic_fetch_add(&pipeline->taken, 1);
+  atomic_fetch_add(&pipeline->bytes, worker->summary.bytes - bytes_before);
+  if (code != AG_OK || !delivered) {
+    manifest_record_clear(&record);
+    return code;
+  }
+
+  size_t slot = (worker->waiting_first + worker->waiting_count) % WAITING_MAX;
+  worker->waiting[slot].file = file;
+  worker->waiting[slot].record = record;
+  worker->waiting[slot].ticket = worker->last_ticket;
+  worker->waiting_count++;
+  return AG_OK;
+}
+
+/* Create the file that this worker reuses for its downloads. Without it,
+ * each download creates its own temporary file, as in a sequential pass. */
+static void create_download_file(struct worker *worker)
+{
+  struct ag_error err = {0};
+
+  plat_create_temp(worker->view.download_dir, "download", &worker->download,
+                   &worker->download_path, &err);
+}
+
+/* Open this worker's own session unless it has one. A session that cannot
+ * be opened only leaves this worker out, because the others go on. */
+static bool open_session(struct worker *worker)
+{
+  struct ag_error err = {0};
+
+  if (worker->view.remote != NULL)
+    return true;
+  if (remote_connect(worker->view.config, &worker->view.remote, &err) ==
+      AG_OK) {
+    worker->own_session = true;
+    return true;
+  }
+  log_warn("cannot open SSH session %zu of %d for parallel transfers, so "
+           "this pass uses fewer: %s. If the server limits logins per "
+           "user, lower [remote] parallel",
+           worker->number, worker->view.config->parallel, err.message);
+  return false;
+}
+
+static void worker_main(void *arg)
+{
+  struct worker *worker = arg;
+  struct pipeline *pipeline = worker->pipeline;
+  struct ag_error err = {0};
+  enum ag_code code = AG_OK;
+
+  bool ready = open_session(worker);
+  if (ready)
+    create_download_file(worker);
+  while (ready && !atomic_load(&pipeline->stopping)) {
+    code = dispose_ready(worker, false, &err);
+    if (code != AG_OK)
+      break;
+    size_t index = atomic_fetch_add(&pipeline->next, 1);
+    if (index >= pipeline->count)
+      break;
+    code = take_file(worker, &pipeline->files[index], &err);
+    if (code != AG_OK)
+      break;
+  }
+
+  /* Finish what was delivered, also after a stop request, as a sequential
+   * pass finishes its current file, and after an error of a later file
+   * that left the session usable (a full output folder), as a sequential
+   * pass has finished the files before it. */
+  struct ag_error finish_err = {0};
+  enum ag_code finish =
+      code == AG_ECONNECT || code == AG_ETIMEDOUT ? code : AG_OK;
+  while (finish == AG_OK && worker->waiting_count > 0)
+    finish = dispose_ready(worker, true, &finish_err);
+  if (finish != AG_OK)
+    drop_waiting(worker);
+  if (code == AG_OK && finish != AG_OK) {
+    code = finish;
+    err = finish_err;
+  }
+  if (code != AG_OK)
+    pipeline_fail(pipeline, code, &err);
+  if (worker->own_session)
+    remote_close(worker->view.remote);
+  worker->view.remote = NULL;
+  free(worker->view.known_folder);
+  worker->view.known_folder = NULL;
+  if (worker->download != NULL) {
+    fclose(worker->download);
+    plat_remove(worker->download_path);
+  }
+  free(worker->download_path);
+  worker->download = NULL;
+  worker->download_path = NULL;
+
+  atomic_fetch_sub(&pipeline->running, 1);
+}
+
+/* ---- The pass ---- */
+
+/* Give worker its view of the agent. The first worker uses the pass's
+ * session; the others open their own in their thread. */
+static void prepare_worker(struct pipeline *pipeline, struct worker *worker,
+                           size_t number)
+{
+  struct agent *agent = pipeline->agent;
+
+  worker->pipeline = pipeline;
+  worker->number = number;
+  worker->view = *agent;
+  worker->view.remote = number == 1 ? agent->remote : NULL;
+  worker->view.hooks.stop_requested = pipeline_stopping;
+  worker->view.hooks.progress = NULL;
+  worker->view.hooks.ctx = pipeline;
+  worker->view.progress_display = NULL;
+  worker->view.progress_display_ctx = NULL;
+  worker->view.worker = worker;
+  worker->view.known_folder = NULL;
+}
+
+/* Start up to requested workers. Returns how many started. */
+static size_t start_workers(struct pipeline *pipeline, struct worker *workers,
+                            size_t requested)
+{
+  size_t started = 0;
+
+  for (size_t i = 0; i < requested; i++) {
+    prepare_worker(pipeline, &workers[started], started + 1);
+    struct ag_error err = {0};
+    atomic_fetch_add(&pipeline->running, 1);
+    if (plat_thread_start(worker_main, &workers[started],
+                          &workers[started].thread, &err) == AG_OK) {
+      started++;
+      continue;
+    }
+    atomic_fetch_sub(&pipeline->running, 1);
+    log_warn("cannot start worker thread %zu of %zu, so this pass uses "
+             "fewer: %s",
+             i + 1, requested, err.message);
+  }
+  return started;
+}
+
+/* Wait for the workers in the pass's own thread, which alone calls the
+ * front end's hooks and the progress display: it shows progress, reports
+ * to the front end that the pass is alive and forwards a stop request. */
+static void watch_workers(struct pipeline *pipeline, int64_t started_ms)
+{
+  struct agent *agent = pipeline->agent;
+  int64_t next_watch = 0;
+
+  while (atomic_load(&pipeline->running) > 0) {
+    int64_t now = plat_monotonic_ms();
+    if (now >= next_watch) {
+      agent_show_progress(agent, atomic_load(&pipeline->taken), pipeline->count,
+                          atomic_load(&pipeline->bytes), started_ms);
+      agent_report_progress(agent);
+      if (agent_stop_requested(agent))
+        atomic_store(&pipeline->stopping, true);
+      next_watch = now + WATCH_INTERVAL_MS;
+    }
+    plat_sleep_ms(POLL_INTERVAL_MS);
+  }
+}
+
+static enum ag_code init_pipeline(struct pipeline *pipeline,
+                                  struct agent *agent,
+                                  const struct candidate *files, size_t count,
+                                  struct ag_error *err)
+{
+  memset(pipeline, 0, sizeof(*pipeline));
+  pipeline->agent = agent;
+  pipeline->files = files;
+  pipeline->count = count;
+  atomic_init(&pipeline->next, 0);
+  atomic_init(&pipeline->taken, 0);
+  atomic_init(&pipeline->bytes, 0);
+  atomic_init(&pipeline->stopping, false);
+  atomic_init(&pipeline->running, 0);
+  return plat_mutex_new(&pipeline->lock, err);
+}
+
+enum ag_code pipeline_run(struct agent *agent, const struct candidate *files,
+                          size_t count, struct agent_summary *summary,
+                          size_t *attempted, int64_t started_ms,
+                          struct ag_error *err)
+{
+  size_t requested = (size_t)agent->config->parallel;
+  struct worker *workers = NULL;
+  struct pipeline pipeline;
+  size_t started = 0;
+
+  *attempted = 0;
+  if (requested > count)
+    requested = count;
+  enum ag_code code = init_pipeline(&pipeline, agent, files, count, err);
+  if (code != AG_OK)
+    return code;
+  workers = calloc(requested, sizeof(*workers));
+  if (workers == NULL) {
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
+    goto out;
+  }
+
+  /* Libraries with global set-up must finish it before threads use them. */
+  export_init();
+  code = recorder_start(agent->manifest, agent->config->output_dir,
+                        &pipeline.recorder, err);
+  if (code != AG_OK)
+    goto out;
+  started = start_workers(&pipeline, workers, requested);
+  if (started > 0)
+    watch_workers(&pipeline, started_ms);
+  for (size_t i = 0; i < started; i++)
+    plat_thread_join(workers[i].thread);
+
+  /* Every record the workers queued is committed before the pass ends. */
+  struct ag_error stop_err = {0};
+  enum ag_code stop_code = recorder_stop(pipeline.recorder, &stop_err);
+  if (started == 0)
+    code = ag_error_set(err, AG_ELOCAL, "cannot start any worker thread");
+  else if (pipeline.code != AG_OK)
+    code = ag_error_set(err, pipeline.code, "%s", pipeline.err.message);
+  else if (stop_code != AG_OK)
+    code = ag_error_set(err, stop_code, "%s", stop_err.message);
+
+  for (size_t i = 0; i < started; i++)
+    pipeline_add_summary(summary, &workers[i].summary);
+  *attempted = atomic_load(&pipeline.taken);
+  if (code == AG_OK && *attempted < count)
+    summary->deferred += count - *attempted;
+
+out:
+  free(workers);
+  plat_mutex_free(pipeline.lock);
+  return code;
+}

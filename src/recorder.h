@@ -1,0 +1,70 @@
+/* The recorder: a thread that writes the manifest records of a parallel
+ * pass in batches, one durable LMDB transaction per batch, so that many
+ * files share the syncs of one commit. Not part of the public API.
+ *
+ * Workers queue records with recorder_put() and go on. Each put gets a
+ * ticket, a number that grows with every put; a commit makes every put
+ * up to its last ticket durable. A record is queued only after its step
+ * happened, so a batch, like a single put, never describes a step that
+ * did not happen. A step that must not start before an earlier record is
+ * on disk, such as the remote move after DELIVERED, waits for that
+ * record's ticket with recorder_wait() or checks recorder_is_durable().
+ *
+ * Outputs in a parallel pass are renamed into place without a folder sync
+ * (atomic_file_publish_unsynced()), after their publication intent is
+ * durable. A batch that contains a DELIVERED record with an output
+ * therefore syncs the output folder first, and only then commits; a crash
+ * before that sync leaves the temporary name, which crash recovery
+ * renames (recover_publications()). */
+#ifndef AGENT_RECORDER_H
+#define AGENT_RECORDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/error.h"
+#include "agent/manifest.h"
+
+/* Puts that one batch takes at most. A put waits while the batch being
+ * filled has this many, which bounds the memory of a fast producer. */
+#define RECORDER_BATCH_MAX 1024
+
+/* A batch is committed RECORDER_GATHER_MS after its first put, once it has
+ * RECORDER_GATHER_PUTS puts, or at once when a thread waits for it,
+ * whichever comes first. Waiting a little lets one commit serve more
+ * files; docs/performance.md has the measurements behind the values. */
+#define RECORDER_GATHER_MS 5
+#define RECORDER_GATHER_PUTS 256
+
+struct recorder;
+
+/* Start the recorder thread for manifest. output_dir is the folder that a
+ * batch with a delivered output syncs; both must outlive the recorder.
+ * Errors: AG_ENOMEM, AG_ELOCAL when the thread cannot start. */
+enum ag_code recorder_start(struct manifest *manifest, const char *output_dir,
+                            struct recorder **out, struct ag_error *err);
+
+/* Queue a put of record under key for the next commit and store its
+ * ticket in *ticket. Any thread may call this. Errors: those of
+ * manifest_batch_put(); after a failed commit, that commit's error, and
+ * the put is not queued. */
+enum ag_code recorder_put(struct recorder *recorder, const void *key,
+                          size_t key_len, const struct manifest_record *record,
+                          uint64_t *ticket, struct ag_error *err);
+
+/* Return whether the put with this ticket is committed. */
+bool recorder_is_durable(struct recorder *recorder, uint64_t ticket);
+
+/* Wait until the put with this ticket is committed. Error: the error of a
+ * failed commit, which means that the put may never be stored. */
+enum ag_code recorder_wait(struct recorder *recorder, uint64_t ticket,
+                           struct ag_error *err);
+
+/* Commit what is queued, stop the thread, log the number of records and
+ * commits at debug level and free the recorder. Returns the first commit
+ * error, if any. Accepts NULL. All other calls must have
+ * returned before this one. */
+enum ag_code recorder_stop(struct recorder *recorder, struct ag_error *err);
+
+#endif
