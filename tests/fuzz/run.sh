@@ -33,7 +33,9 @@ esac
 # needed, so no CMake build is involved.
 common_sources=(
   "$top/src/export.c" "$top/src/log.c" "$top/src/utf8.c" "$top/src/error.c"
-  "$top/src/posix/platform_posix.c" "$top/tests/fuzz/fuzz_common.c"
+  "$top/src/posix/platform_posix.c" "$top/src/posix/system_posix.c"
+  "$top/src/posix/thread_posix.c"
+  "$top/tests/fuzz/fuzz_common.c"
 )
 cflags=(
   -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1
