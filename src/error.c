@@ -1,34 +1,11 @@
 /* The agent's error space: codes, first-error-wins recording, names and
  * the exit codes they map to. */
 #include "agent/error.h"
+#include "agent/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* Cut a message that vsnprintf truncated back to the last whole UTF-8
- * character, so a log line never ends in half a character. */
-static void trim_partial_utf8(char *message)
-{
-  size_t len = strlen(message);
-  size_t start = len;
-
-  while (start > 0 && ((unsigned char)message[start - 1] & 0xC0) == 0x80)
-    start--;
-  if (start == 0)
-    return;
-
-  unsigned char lead = (unsigned char)message[start - 1];
-  size_t need = 1;
-  if (lead >= 0xF0)
-    need = 4;
-  else if (lead >= 0xE0)
-    need = 3;
-  else if (lead >= 0xC0)
-    need = 2;
-  if (len - (start - 1) < need)
-    message[start - 1] = '\0';
-}
 
 enum ag_code ag_error_set(struct ag_error *err, enum ag_code code,
                           const char *format, ...)
@@ -44,7 +21,7 @@ enum ag_code ag_error_set(struct ag_error *err, enum ag_code code,
   int written = vsnprintf(err->message, sizeof(err->message), format, args);
   va_end(args);
   if (written >= (int)sizeof(err->message))
-    trim_partial_utf8(err->message);
+    utf8_trim_cut(err->message);
   return code;
 }
 

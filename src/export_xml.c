@@ -24,6 +24,7 @@
 
 #include "agent/log.h"
 #include "agent/platform.h"
+#include "agent/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -44,33 +45,6 @@
 #define XML_ERROR_QUALIFIER
 #endif
 
-/* Remove a UTF-8 character that snprintf() cut at the end of text. Long
- * element names and libxml2 messages can fill a message buffer, and a
- * half character would make the log line and the reason file invalid
- * UTF-8. */
-static void trim_cut_character(char *text)
-{
-  size_t len = strlen(text);
-  size_t start = len;
-
-  while (start > 0 && ((unsigned char)text[start - 1] & 0xC0) == 0x80)
-    start--;
-  if (start == 0)
-    return;
-
-  /* The lead byte gives the length of its sequence. */
-  unsigned char lead = (unsigned char)text[start - 1];
-  size_t need = 1;
-  if (lead >= 0xF0)
-    need = 4;
-  else if (lead >= 0xE0)
-    need = 3;
-  else if (lead >= 0xC0)
-    need = 2;
-  if (len - (start - 1) < need)
-    text[start - 1] = '\0';
-}
-
 enum ag_code xml_fail(struct xml_parse *parse, enum ag_code code,
                       const char *format, ...)
 {
@@ -80,7 +54,7 @@ enum ag_code xml_fail(struct xml_parse *parse, enum ag_code code,
   va_start(args, format);
   vsnprintf(message, sizeof(message), format, args);
   va_end(args);
-  trim_cut_character(message);
+  utf8_trim_cut(message);
 
   if (parse->code == AG_OK)
     parse->code = ag_error_set(parse->err, code, "%s", message);
@@ -104,7 +78,7 @@ enum ag_code xml_fail_at(struct xml_parse *parse, const xmlNode *node,
   va_start(args, format);
   vsnprintf(detail, sizeof(detail), format, args);
   va_end(args);
-  trim_cut_character(detail);
+  utf8_trim_cut(detail);
 
   return xml_fail(parse, AG_EPARSE, "line %ld: %s (annotation %s)",
                   xmlGetLineNo(node), detail,
@@ -165,14 +139,14 @@ static void on_xml_error(void *context, XML_ERROR_QUALIFIER xmlError *error)
     if (*c == '\n' || *c == '\r')
       *c = ' ';
   }
-  trim_cut_character(detail);
+  utf8_trim_cut(detail);
   size_t len = strlen(detail);
   while (len > 0 && detail[len - 1] == ' ')
     detail[--len] = '\0';
 
   char message[AG_ERROR_MESSAGE_MAX / 2];
   explain_error(error, detail, message, sizeof(message));
-  trim_cut_character(message);
+  utf8_trim_cut(message);
 
   /* Errors raised outside the parser context (encoding conversion) carry
    * no line, so take the reader's position. */
@@ -235,7 +209,7 @@ static enum ag_code fail_limit(struct xml_parse *parse, const xmlNode *node,
   va_start(args, format);
   vsnprintf(detail, sizeof(detail), format, args);
   va_end(args);
-  trim_cut_character(detail);
+  utf8_trim_cut(detail);
 
   if (parse->in_annotation)
     return xml_fail_at(parse, node, "%s", detail);

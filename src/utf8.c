@@ -1,6 +1,8 @@
 /* UTF-8 validation shared by logging, names and parsers. */
 #include "agent/utf8.h"
 
+#include <string.h>
+
 size_t utf8_sequence_length(const unsigned char *s, size_t len)
 {
   unsigned char c = s[0];
@@ -52,4 +54,27 @@ bool utf8_valid(const void *text, size_t len, size_t *bad_offset)
     i += seq;
   }
   return true;
+}
+
+void utf8_trim_cut(char *text)
+{
+  size_t len = strlen(text);
+  size_t start = len;
+
+  while (start > 0 && ((unsigned char)text[start - 1] & 0xC0) == 0x80)
+    start--;
+  if (start == 0)
+    return;
+
+  /* The lead byte gives the length of its sequence. */
+  unsigned char lead = (unsigned char)text[start - 1];
+  size_t need = 1;
+  if (lead >= 0xF0)
+    need = 4;
+  else if (lead >= 0xE0)
+    need = 3;
+  else if (lead >= 0xC0)
+    need = 2;
+  if (len - (start - 1) < need)
+    text[start - 1] = '\0';
 }

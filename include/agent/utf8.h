@@ -15,4 +15,9 @@ size_t utf8_sequence_length(const unsigned char *s, size_t len);
  * bad_offset is not NULL, stores the offset of the first invalid byte. */
 bool utf8_valid(const void *text, size_t len, size_t *bad_offset);
 
+/* Cut text back to its last whole UTF-8 character, for a message that
+ * snprintf() truncated, so that a log line or a reason file never ends in
+ * half a character. */
+void utf8_trim_cut(char *text);
+
 #endif
