@@ -179,7 +179,7 @@ enum ag_code remote_download(struct remote *remote, const char *path,
   if (code != AG_OK)
     return code;
 
-  /* libssh2 asks for up to four times the size of a read ahead, so reads
+  /* libssh2 requests up to four times the size of a read ahead, so reads
    * are sized to the expected rest of the file plus one byte, which shows
    * growth. A file of a few KiB then costs two read requests instead of
    * about 35, and the server answers fewer. */

@@ -124,7 +124,7 @@ enum ag_code plat_cond_new(struct plat_cond **out, struct ag_error *err)
 
 void plat_cond_free(struct plat_cond *cond)
 {
-  /* A condition variable holds no resources on Windows. */
+  /* A condition variable owns no resources on Windows. */
   free(cond);
 }
 

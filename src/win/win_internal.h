@@ -10,7 +10,7 @@
 
 #include <windows.h>
 
-/* The folder below %ProgramData% that holds the default config, the state,
+/* The folder below %ProgramData% that contains the default config, the state,
  * the outputs and the log. */
 #define WIN_DATA_FOLDER "rossum-sftp-agent"
 
