@@ -15,6 +15,9 @@
 # Environment:
 #   BENCH_BUILD_DIR  CMake build folder with the agent (default build)
 #   BENCH_WORK       scratch folder (default /tmp/backlog-probe)
+#   BENCH_AGENT_WRAP command put before the agent, such as
+#                    "perf record -g -o /tmp/agent.perf --" or
+#                    "strace -f -c -o /tmp/agent.strace"
 # Prints one line per run (variant, seconds, peak RSS in KiB, CPU seconds
 # of the client and of the server's session processes) and the median of
 # each variant. The inbox is refilled before each run by copying on the
@@ -143,7 +146,7 @@ run_variant() { # variant
       write_config "$extra"
       local binary=$agent
       [ "$name" = base ] && binary=${BENCH_BASE_AGENT:?BENCH_BASE_AGENT is not set}
-      /usr/bin/time -f '%M %U %S' -o "$work/rss" "$binary" sync -c "$work/agent.conf" \
+      /usr/bin/time -f '%M %U %S' -o "$work/rss" ${BENCH_AGENT_WRAP:-} "$binary" sync -c "$work/agent.conf" \
         >/dev/null 2>"$work/stderr" || {
         echo "sync failed ($name):" >&2
         tail -n 5 "$work/stderr" "$local_dir/agent.log" >&2
