@@ -77,15 +77,43 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
  * AG_ENOMEM. */
 enum ag_code recover_publications(struct agent *agent, struct ag_error *err);
 
+/* A publication whose intent is queued and whose renames wait for that
+ * intent to be durable; see ingest_deliver(). */
+struct ingest_pending;
+
 /* The first part of ingest_file(): every step up to and including the
  * DELIVERED record, and dispose_failed() for a file that cannot be parsed.
  * Sets *delivered when the file reached DELIVERED and dispose_delivered()
  * must follow, with record as filled here; the caller clears record in
- * every case. Errors as ingest_file(). */
+ * every case. Errors as ingest_file().
+ *
+ * In a worker of a parallel pass (agent_defers_output_sync()) with pending
+ * not NULL, a file to be published stops once its publication intent is
+ * queued. *pending then gets the publication, *delivered stays false, and
+ * the caller finishes it with ingest_publish() once the intent is durable.
+ * In every other case *pending, if given, is set to NULL, and the
+ * publication is finished here after a wait for the intent's commit. */
 enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
                             struct manifest_record *record, bool *delivered,
+                            struct ingest_pending **pending,
                             struct agent_summary *summary,
                             struct ag_error *err);
+
+/* Finish a publication that ingest_deliver() left pending, whose intent
+ * must be durable: rename its files into output_dir, log the delivery and
+ * queue the DELIVERED record, after which dispose_delivered() follows as
+ * for *delivered. Frees pending in every case. On an error the intent
+ * stays, and crash recovery (recover_publications()) finishes it. */
+enum ag_code ingest_publish(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record,
+                            struct ingest_pending *pending,
+                            struct agent_summary *summary,
+                            struct ag_error *err);
+
+/* Free a publication that will not be finished. Its temporary files stay
+ * for crash recovery, or for the start-up cleanup when the intent never
+ * reached the disk. Accepts NULL. */
+void ingest_pending_free(struct ingest_pending *pending);
 
 /* Run the delivered file's pending hook (hook_run_pending()), then, once
  * it has succeeded or when none is pending, finish the remote step (move,

@@ -9,10 +9,11 @@
 #include "agent/rpath.h"
 
 struct atomic_file {
-  FILE *stream; /* NULL once prepared */
+  FILE *stream; /* NULL once synced */
   char *dir;
   char *temp_path;
-  bool prepared;
+  bool synced;   /* the data is durable */
+  bool prepared; /* the temporary name is durable too */
   bool published;
   bool keep_temp;
 };
@@ -61,32 +62,49 @@ const char *atomic_file_temp_name(const struct atomic_file *file)
          rpath_base_offset(file->temp_path, strlen(file->temp_path));
 }
 
-enum ag_code atomic_file_prepare(struct atomic_file *file, struct ag_error *err)
+enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err)
 {
-  if (file->prepared)
+  if (file->synced)
     return AG_OK;
+  if (file->stream == NULL)
+    return ag_error_set(
+        err, AG_ELOCAL,
+        "cannot sync '%s': an earlier sync failed and closed it",
+        file->temp_path);
 
   /* plat_sync_close() closes the stream in every case. */
   FILE *stream = file->stream;
   file->stream = NULL;
   enum ag_code code = plat_sync_close(stream, file->temp_path, err);
 
+  file->synced = code == AG_OK;
+  return code;
+}
+
+enum ag_code atomic_file_prepare(struct atomic_file *file, struct ag_error *err)
+{
+  if (file->prepared)
+    return AG_OK;
+
   /* The folder sync makes the temporary file's name durable, so that after
    * a power loss "the temporary file is gone" still means "renamed". */
+  enum ag_code code = atomic_file_sync(file, err);
   if (code == AG_OK)
     code = plat_sync_dir(file->dir, err);
   file->prepared = code == AG_OK;
   return code;
 }
 
-/* atomic_file_publish(), with the folder sync after the rename only when
- * sync_folder is set. */
+/* atomic_file_publish() with sync_folder set: the temporary name is made
+ * durable before the rename and the rename after it. Without it, neither
+ * (atomic_file_publish_unsynced()). */
 static enum ag_code publish(struct atomic_file *file, const char *name,
                             bool sync_folder, struct ag_error *err)
 {
   size_t size = strlen(file->dir) + 1 + strlen(name) + 1;
   char *final_path = NULL;
-  enum ag_code code = atomic_file_prepare(file, err);
+  enum ag_code code = sync_folder ? atomic_file_prepare(file, err)
+                                  : atomic_file_sync(file, err);
 
   if (code != AG_OK)
     return code;

@@ -24,13 +24,22 @@
 /* The manifest's format of a passthrough file, as in its sidecar. */
 #define PASSTHROUGH_RECORD_FORMAT "passthrough"
 
-/* A download in progress: the local copy and its running hash. */
+/* Largest XML export that is downloaded into memory and parsed from there
+ * instead of from a local copy, which saves the copy's writes and the
+ * parser's open and reads. Each worker keeps at most one such download. */
+#define DOWNLOAD_MEMORY_MAX ((uint64_t)1024 * 1024)
+
+/* A download in progress: the local copy or the content in memory, and
+ * its running hash. */
 struct download {
   const struct agent *agent;
   FILE *file;
   char *path;
+  unsigned char *memory; /* the content, when in_memory is set */
+  size_t memory_capacity;
   EVP_MD_CTX *hash;
   uint64_t bytes;
+  bool in_memory;  /* kept in memory instead of a local copy */
   bool cancelled;  /* the agent's hooks asked to stop during the download */
   bool reused;     /* path is the worker's download file, kept for the next */
   bool parse_live; /* parse while downloading (live_parse_applies()) */
@@ -38,13 +47,41 @@ struct download {
   char sha256[65];
 };
 
+/* Append a block to a download held in memory. The buffer starts at the
+ * listed size plus one byte, the most that remote_download() reads before
+ * it reports a changed file, and grows if a block goes beyond. */
+static enum ag_code append_to_memory(struct download *download,
+                                     const void *data, size_t len,
+                                     struct ag_error *err)
+{
+  size_t needed = (size_t)download->bytes + len;
+
+  if (needed > download->memory_capacity) {
+    size_t capacity = download->memory_capacity * 2;
+    if (capacity < needed)
+      capacity = needed;
+    unsigned char *grown = realloc(download->memory, capacity);
+    if (grown == NULL)
+      return ag_error_set(err, AG_ENOMEM, "out of memory");
+    download->memory = grown;
+    download->memory_capacity = capacity;
+  }
+  memcpy(download->memory + download->bytes, data, len);
+  return AG_OK;
+}
+
 static enum ag_code write_block(void *ctx, const void *data, size_t len,
                                 struct ag_error *err)
 {
   struct download *download = ctx;
 
-  if (fwrite(data, 1, len, download->file) != len)
+  if (download->in_memory) {
+    enum ag_code code = append_to_memory(download, data, len, err);
+    if (code != AG_OK)
+      return code;
+  } else if (fwrite(data, 1, len, download->file) != len) {
     return ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
+  }
   if (EVP_DigestUpdate(download->hash, data, len) != 1)
     return ag_error_set(err, AG_ENOMEM, "SHA-256 update failed");
   download->bytes += len;
@@ -79,8 +116,45 @@ static void download_discard(struct download *download)
   if (download->path != NULL && !download->reused)
     plat_remove(download->path);
   free(download->path);
+  free(download->memory);
   EVP_MD_CTX_free(download->hash);
   memset(download, 0, sizeof(*download));
+}
+
+/* Keep a small XML export in memory: the parser reads it from there, and
+ * nothing else needs a local copy. A passthrough file needs one for its
+ * copy, a live parse reads one, and the CSV and JSON parsers read files by
+ * name. Without the memory, the download goes to a local copy as usual. */
+static void choose_memory(struct download *download,
+                          const struct candidate *file,
+                          enum export_format format, bool passthrough)
+{
+  if (passthrough || format != EXPORT_XML || download->parse_live ||
+      file->size > DOWNLOAD_MEMORY_MAX)
+    return;
+  download->memory_capacity = (size_t)file->size + 1;
+  download->memory = malloc(download->memory_capacity);
+  download->in_memory = download->memory != NULL;
+}
+
+/* Feeds a parser from a download held in memory (struct export_input). */
+struct memory_input {
+  const unsigned char *data;
+  size_t size;
+  size_t offset;
+};
+
+static long read_memory(void *ctx, void *buffer, size_t size,
+                        struct ag_error *err)
+{
+  struct memory_input *input = ctx;
+  size_t left = input->size - input->offset;
+  size_t count = size < left ? size : left;
+
+  (void)err;
+  memcpy(buffer, input->data + input->offset, count);
+  input->offset += count;
+  return (long)count;
 }
 
 /* Open the local copy: the worker's reused download file, written again
@@ -144,7 +218,8 @@ static enum ag_code download_file(struct agent *agent,
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
     goto out;
   }
-  code = open_copy(agent, download, err);
+  if (!download->in_memory)
+    code = open_copy(agent, download, err);
   if (code == AG_OK && download->parse_live)
     start_live_parse(agent, file, download);
   FAULT_POINT("before_download");
@@ -154,14 +229,15 @@ static enum ag_code download_file(struct agent *agent,
   if (code != AG_OK)
     goto out;
 
-  /* Parsers read the file by name, so the buffered tail must reach it. A
-   * reused file is cut to this download's length instead of emptied
-   * before it, because on ext4 a file cut to 0 bytes is written to disk
-   * when it is closed (auto_da_alloc), which costs a write per file. */
+  /* Parsers read a local copy by name, so the buffered tail must reach
+   * it (a download in memory has no copy). A reused file is cut to this
+   * download's length instead of emptied before it, because on ext4 a
+   * file cut to 0 bytes is written to disk when it is closed
+   * (auto_da_alloc), which costs a write per file. */
   if (download->reused)
     code = plat_set_file_size(download->file, download->path, download->bytes,
                               err);
-  else if (fflush(download->file) != 0)
+  else if (download->file != NULL && fflush(download->file) != 0)
     code = ag_error_set(err, AG_ELOCAL, "cannot write '%s'", download->path);
   if (code != AG_OK)
     goto out;
@@ -187,13 +263,20 @@ static enum ag_code record_step(struct agent *agent,
   return agent_put_record(agent, file->rel, file->rel_len, record, err);
 }
 
-/* Parse the file at path with the parser for format into sink, through the
- * [mapping] when the config has one. */
+/* Parse the downloaded file with the parser for format into sink, through
+ * the [mapping] when the config has one. */
 static enum ag_code parse_export(const struct config *config,
-                                 enum export_format format, const char *path,
+                                 enum export_format format,
+                                 const struct download *download,
                                  const struct export_sink *sink,
                                  struct ag_error *err)
 {
+  struct memory_input memory = {
+      .data = download->memory,
+      .size = (size_t)download->bytes,
+  };
+  struct export_input input = {.read = read_memory, .ctx = &memory};
+  const char *path = download->path;
   struct export_csv_options csv = {
       .delimiter = config->delimiter,
       .encoding = config->encoding,
@@ -210,7 +293,9 @@ static enum ag_code parse_export(const struct config *config,
     sink = mapping_sink(mapping);
   }
 
-  if (format == EXPORT_XML)
+  if (format == EXPORT_XML && download->in_memory)
+    code = export_parse_xml_input(&input, sink, err);
+  else if (format == EXPORT_XML)
     code = export_parse_xml(path, sink, err);
   else if (format == EXPORT_JSON)
     code = export_parse_json(path, sink, err);
@@ -270,8 +355,7 @@ parse_and_prepare(struct agent *agent, const struct candidate *file,
     code = output_begin(agent->config->output_dir, &source, &doc, err);
     if (code != AG_OK)
       return code;
-    code = parse_export(agent->config, format, download->path, output_sink(doc),
-                        err);
+    code = parse_export(agent->config, format, download, output_sink(doc), err);
     if (code != AG_OK) {
       output_abort(doc);
       return code;
@@ -325,22 +409,41 @@ static enum ag_code prepare_original(struct agent *agent,
   return AG_OK;
 }
 
-/* Record the publication intent (the temporary and final names), rename
- * the prepared files into place, and store the output name in record.
- * Once the intent is recorded, the temporary files are left to crash
- * recovery (recover_publications()) if a rename fails.
- *
- * The intent is durable before the first rename; in a parallel pass that
- * means waiting for the recorder's commit. A worker then renames the last
- * file without a folder sync, and the recorder syncs the output folder
- * before it commits the DELIVERED record (recorder.h). A crash before that
- * sync leaves either the output or its temporary name, which crash
- * recovery renames. */
-static enum ag_code publish(struct agent *agent, const struct candidate *file,
-                            struct manifest_record *record,
-                            struct publication *pub, struct ag_error *err)
+/* A publication between its queued intent and its renames: the prepared
+ * output files and what the log line of the delivery names. */
+struct ingest_pending {
+  struct publication pub;
+  enum export_format format;
+  bool passthrough;
+  size_t items;
+};
+
+void ingest_pending_free(struct ingest_pending *pending)
+{
+  if (pending == NULL)
+    return;
+  publication_free(&pending->pub);
+  free(pending);
+}
+
+/* Record the publication intent (the temporary and final names) in a
+ * DOWNLOADED record. The temporary files' names must be durable first.
+ * Here a folder sync does that, and in a parallel pass the recorder's
+ * folder sync before it commits the intent (recorder.h). From here on the
+ * temporary files stay, and crash recovery (recover_publications())
+ * decides their fate when the publication does not finish. */
+static enum ag_code record_intent(struct agent *agent,
+                                  const struct candidate *file,
+                                  struct manifest_record *record,
+                                  struct publication *pub, struct ag_error *err)
 {
   enum ag_code code = AG_OK;
+
+  if (!agent_defers_output_sync(agent))
+    for (size_t i = 0; i < pub->count && code == AG_OK; i++)
+      code = atomic_file_prepare(pub->files[i], err);
+  if (code != AG_OK)
+    return code;
 
   FAULT_POINT("output_written");
   free(record->output);
@@ -356,17 +459,28 @@ static enum ag_code publish(struct agent *agent, const struct candidate *file,
    * temporary files stay; the next start removes those of no intent. */
   for (size_t i = 0; i < pub->count; i++)
     atomic_file_keep_temp(pub->files[i]);
-  code = record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
-  if (code == AG_OK)
-    code = agent_wait_records(agent, err);
-  if (code != AG_OK)
-    return code;
-  FAULT_POINT("after_publish_intent");
+  return record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
+}
 
-  /* The copy goes before its sidecar, so a reader that waits for the
-   * sidecar finds the copy whole: only the last rename may wait for the
-   * recorder's folder sync. */
+/* Rename the prepared files into place, which their durable intent
+ * allows, and clear the temporary names from record.
+ *
+ * A worker of a parallel pass renames the last file without a folder
+ * sync, and the recorder syncs the output folder before it commits the
+ * DELIVERED record (recorder.h). A crash before that sync leaves either
+ * the output or its temporary name, which crash recovery renames. The copy
+ * goes before its sidecar, so a reader that waits for the sidecar finds
+ * the copy whole: only the last rename may wait for the recorder's folder
+ * sync. */
+static enum ag_code rename_outputs(struct agent *agent,
+                                   struct manifest_record *record,
+                                   struct publication *pub,
+                                   struct ag_error *err)
+{
   bool defer_sync = agent_defers_output_sync(agent);
+  enum ag_code code = AG_OK;
+
+  FAULT_POINT("after_publish_intent");
   for (size_t i = 0; i < pub->count && code == AG_OK; i++) {
     if (defer_sync && i + 1 == pub->count)
       code = atomic_file_publish_unsynced(pub->files[i], pub->names[i], err);
@@ -380,6 +494,70 @@ static enum ag_code publish(struct agent *agent, const struct candidate *file,
   record->output_temp = NULL;
   record->sidecar_temp = NULL;
   return AG_OK;
+}
+
+/* Plan the archive path and record DELIVERED. The planned archive path
+ * goes into the DELIVERED record, so that after a crash during the move
+ * the next pass can tell whether it happened. */
+static enum ag_code record_delivered(struct agent *agent,
+                                     const struct candidate *file,
+                                     struct manifest_record *record,
+                                     struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+
+  if (agent->config->on_success == ON_SUCCESS_MOVE) {
+    free(record->archive_path);
+    record->archive_path = dispose_archive_target(
+        agent->config, file->rel, file->rel_len, plat_wall_time());
+    if (record->archive_path == NULL)
+      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  }
+  FAULT_POINT("before_delivered_commit");
+  if (code == AG_OK)
+    code = record_step(agent, file, record, MANIFEST_DELIVERED, err);
+  FAULT_POINT("after_delivered_commit");
+  return code;
+}
+
+static void log_delivery(const struct agent *agent,
+                         const struct candidate *file,
+                         const struct manifest_record *record,
+                         const struct ingest_pending *pending)
+{
+  char shown[512];
+
+  log_escape(shown, sizeof(shown), file->rel, file->rel_len);
+  if (pending->passthrough)
+    log_info("delivered '%s' (original document, %llu bytes) as '%s/%s' "
+             "with its sidecar '%s.json'",
+             shown, (unsigned long long)file->size, agent->config->output_dir,
+             record->output, record->output);
+  else
+    log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
+             record->format, pending->items,
+             pending->format == EXPORT_CSV
+                 ? (pending->items == 1 ? "record" : "records")
+                 : (pending->items == 1 ? "annotation" : "annotations"),
+             (unsigned long long)file->size, agent->config->output_dir,
+             record->output);
+}
+
+enum ag_code ingest_publish(struct agent *agent, const struct candidate *file,
+                            struct manifest_record *record,
+                            struct ingest_pending *pending,
+                            struct agent_summary *summary, struct ag_error *err)
+{
+  enum ag_code code = rename_outputs(agent, record, &pending->pub, err);
+
+  if (code == AG_OK) {
+    summary->delivered++;
+    summary->delivered_by_format[agent_format_of(record->format)]++;
+    log_delivery(agent, file, record, pending);
+    code = record_delivered(agent, file, record, err);
+  }
+  ingest_pending_free(pending);
+  return code;
 }
 
 /* Return the reason a file cannot be taken before it is even parsed, or
@@ -472,8 +650,49 @@ static enum ag_code handle_download_error(struct agent *agent,
   return AG_OK;
 }
 
+/* Parse or copy the downloaded file into prepared output files and record
+ * their publication intent. Stores the publication in *out for
+ * ingest_publish(). A file that cannot be parsed goes to dispose_failed()
+ * instead, and *out stays NULL. */
+static enum ag_code
+prepare_publication(struct agent *agent, const struct candidate *file,
+                    struct manifest_record *record, struct download *download,
+                    enum export_format format, bool passthrough,
+                    struct ingest_pending **out, struct agent_summary *summary,
+                    struct ag_error *err)
+{
+  struct ingest_pending *pending = calloc(1, sizeof(*pending));
+  struct ag_error file_err = {0};
+  enum ag_code code = AG_OK;
+
+  *out = NULL;
+  if (pending == NULL)
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  pending->format = format;
+  pending->passthrough = passthrough;
+  if (passthrough)
+    code = prepare_original(agent, file, download, &pending->pub, &file_err);
+  else
+    code = parse_and_prepare(agent, file, download, format, &pending->pub,
+                             &pending->items, &file_err);
+  if (code == AG_EPARSE) {
+    ingest_pending_free(pending);
+    return dispose_failed(agent, file, record, file_err.message, summary, err);
+  }
+
+  if (code == AG_OK)
+    code = record_intent(agent, file, record, &pending->pub, &file_err);
+  if (code != AG_OK) {
+    ingest_pending_free(pending);
+    return ag_error_set(err, code, "%s", file_err.message);
+  }
+  *out = pending;
+  return AG_OK;
+}
+
 enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
                             struct manifest_record *record, bool *delivered,
+                            struct ingest_pending **pending,
                             struct agent_summary *summary, struct ag_error *err)
 {
   const char *base = file->rel + rpath_base_offset(file->rel, file->rel_len);
@@ -482,8 +701,8 @@ enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
       passthrough ? EXPORT_UNKNOWN : export_format_of(base);
   struct manifest_record earlier = {0};
   struct download download = {0};
+  struct ingest_pending *publication = NULL;
   struct ag_error file_err = {0};
-  size_t items = 0;
   bool duplicate = false;
   char shown[512];
 
@@ -494,6 +713,8 @@ enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
     format_name = export_format_name(format);
 
   *delivered = false;
+  if (pending != NULL)
+    *pending = NULL;
   log_escape(shown, sizeof(shown), file->rel, file->rel_len);
   bool taken = false;
   enum ag_code code =
@@ -510,6 +731,7 @@ enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
   }
 
   download.parse_live = !passthrough && live_parse_applies(format, file->size);
+  choose_memory(&download, file, format, passthrough);
   if (download_file(agent, file, record, &download, &file_err) != AG_OK) {
     if (download.cancelled) {
       /* download_discard() removes the partial copy (a worker's reused
@@ -540,56 +762,26 @@ enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
     log_info("'%s' is identical to the version delivered before (sha256 "
              "%.16s); archiving it without a second delivery",
              shown, record->sha256);
-  } else {
-    struct publication pub = {0};
-    if (passthrough)
-      code = prepare_original(agent, file, &download, &pub, &file_err);
-    else
-      code = parse_and_prepare(agent, file, &download, format, &pub, &items,
-                               &file_err);
-    if (code == AG_EPARSE) {
-      publication_free(&pub);
-      code =
-          dispose_failed(agent, file, record, file_err.message, summary, err);
-      goto out;
-    }
-    if (code == AG_OK)
-      code = publish(agent, file, record, &pub, &file_err);
-    publication_free(&pub);
-    if (code != AG_OK) {
-      code = ag_error_set(err, code, "%s", file_err.message);
-      goto out;
-    }
-    summary->delivered++;
-    summary->delivered_by_format[agent_format_of(record->format)]++;
-    if (passthrough)
-      log_info("delivered '%s' (original document, %llu bytes) as '%s/%s' "
-               "with its sidecar '%s.json'",
-               shown, (unsigned long long)file->size, agent->config->output_dir,
-               record->output, record->output);
-    else
-      log_info("delivered '%s' (%s, %zu %s, %llu bytes) as '%s/%s'", shown,
-               record->format, items,
-               format == EXPORT_CSV
-                   ? (items == 1 ? "record" : "records")
-                   : (items == 1 ? "annotation" : "annotations"),
-               (unsigned long long)file->size, agent->config->output_dir,
-               record->output);
+    code = record_delivered(agent, file, record, err);
+    *delivered = code == AG_OK;
+    goto out;
   }
 
-  /* The planned archive path goes into the DELIVERED record, so that after
-   * a crash during the move the next pass can tell whether it happened. */
-  if (agent->config->on_success == ON_SUCCESS_MOVE) {
-    record->archive_path = dispose_archive_target(
-        agent->config, file->rel, file->rel_len, plat_wall_time());
-    if (record->archive_path == NULL)
-      code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  code = prepare_publication(agent, file, record, &download, format,
+                             passthrough, &publication, summary, err);
+  if (code != AG_OK || publication == NULL)
+    goto out;
+  if (pending != NULL && agent_defers_output_sync(agent)) {
+    *pending = publication;
+    goto out;
   }
-  FAULT_POINT("before_delivered_commit");
-  if (code == AG_OK)
-    code = record_step(agent, file, record, MANIFEST_DELIVERED, err);
-  FAULT_POINT("after_delivered_commit");
-  *delivered = code == AG_OK;
+  code = agent_wait_records(agent, err);
+  if (code == AG_OK) {
+    code = ingest_publish(agent, file, record, publication, summary, err);
+    *delivered = code == AG_OK;
+  } else {
+    ingest_pending_free(publication);
+  }
 
 out:
   download_discard(&download);
@@ -603,7 +795,7 @@ enum ag_code ingest_file(struct agent *agent, const struct candidate *file,
   struct manifest_record record = {0};
   bool delivered = false;
   enum ag_code code =
-      ingest_deliver(agent, file, &record, &delivered, summary, err);
+      ingest_deliver(agent, file, &record, &delivered, NULL, summary, err);
 
   if (code == AG_OK && delivered)
     code = dispose_delivered(agent, file->rel, file->rel_len, &record, summary,

@@ -12,10 +12,17 @@
 #include "agent/platform.h"
 #include "recorder.h"
 
-/* Delivered files that a worker keeps while their DELIVERED records wait
- * for a commit. Meanwhile it takes the next files, so it never idles for
- * a sync; when the list is full, it waits for the oldest. */
+/* Files that a worker keeps while their publication intent or DELIVERED
+ * record waits for a commit. Meanwhile it takes the next files, so it
+ * never idles for a sync. When the list is full, it waits for the
+ * oldest. */
 #define WAITING_MAX 32
+
+/* A file of at least this size takes long enough to transfer that the
+ * outputs waiting in its worker are published before the worker starts
+ * it, instead of after it. The wait for their commit costs little next to
+ * such a transfer. */
+#define PUBLISH_FIRST_BYTES ((uint64_t)1024 * 1024)
 
 /* How often the thread that runs the pass updates the progress display,
  * calls the front end's progress hook and checks for a stop request, and
@@ -23,11 +30,16 @@
 #define WATCH_INTERVAL_MS 100
 #define POLL_INTERVAL_MS 10
 
-/* A delivered file whose remote step waits for its DELIVERED record. */
+/* A file that waits for a commit: with publication set, for its
+ * publication intent, after which the worker renames its outputs and
+ * queues DELIVERED; then for its DELIVERED record, after which the remote
+ * step follows. */
 struct delivery {
   const struct candidate *file;
   struct manifest_record record;
-  uint64_t ticket;
+  struct ingest_pending *publication; /* NULL once DELIVERED is queued */
+  uint64_t ticket;                    /* the record that the next step needs */
+  bool abandoned; /* the publication failed and is left to the next pass */
 };
 
 struct worker {
@@ -152,16 +164,75 @@ static void pipeline_fail(struct pipeline *pipeline, enum ag_code code,
 
 /* ---- One worker ---- */
 
-/* Run the remote step of the oldest waiting deliveries whose records are
- * committed. With wait, first wait for the oldest one. */
+static struct delivery *waiting_at(struct worker *worker, size_t position)
+{
+  return &worker->waiting[(worker->waiting_first + position) % WAITING_MAX];
+}
+
+static void pop_waiting(struct worker *worker)
+{
+  struct delivery *oldest = waiting_at(worker, 0);
+
+  ingest_pending_free(oldest->publication);
+  manifest_record_clear(&oldest->record);
+  memset(oldest, 0, sizeof(*oldest));
+  worker->waiting_first = (worker->waiting_first + 1) % WAITING_MAX;
+  worker->waiting_count--;
+}
+
+/* Rename the outputs of the waiting files whose publication intent is
+ * committed, oldest first, and queue their DELIVERED records. With wait,
+ * wait for the intents that are not committed yet; the first wait makes
+ * the recorder commit every intent that this worker has queued. A failed
+ * publication is marked abandoned, and its intent is left to crash
+ * recovery. */
+static enum ag_code publish_ready(struct worker *worker, bool wait,
+                                  struct ag_error *err)
+{
+  struct recorder *recorder = worker->pipeline->recorder;
+
+  for (size_t i = 0; i < worker->waiting_count; i++) {
+    struct delivery *next = waiting_at(worker, i);
+
+    if (next->publication == NULL)
+      continue;
+    if (!recorder_is_durable(recorder, next->ticket)) {
+      if (!wait)
+        break;
+      enum ag_code code = recorder_wait(recorder, next->ticket, err);
+      if (code != AG_OK)
+        return code;
+    }
+
+    struct ingest_pending *publication = next->publication;
+    next->publication = NULL;
+    enum ag_code code = ingest_publish(&worker->view, next->file, &next->record,
+                                       publication, &worker->summary, err);
+    if (code != AG_OK) {
+      next->abandoned = true;
+      return code;
+    }
+    next->ticket = worker->last_ticket;
+  }
+  return AG_OK;
+}
+
+/* Run the remote step of the oldest waiting files whose DELIVERED records
+ * are committed. With wait, first wait for the oldest one's record. */
 static enum ag_code dispose_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
   struct recorder *recorder = worker->pipeline->recorder;
 
   while (worker->waiting_count > 0) {
-    struct delivery *next = &worker->waiting[worker->waiting_first];
+    struct delivery *next = waiting_at(worker, 0);
 
+    if (next->abandoned) {
+      pop_waiting(worker);
+      continue;
+    }
+    if (next->publication != NULL)
+      break;
     if (!recorder_is_durable(recorder, next->ticket)) {
       if (!wait)
         break;
@@ -174,56 +245,93 @@ static enum ag_code dispose_ready(struct worker *worker, bool wait,
     enum ag_code code =
         dispose_delivered(&worker->view, next->file->rel, next->file->rel_len,
                           &next->record, &worker->summary, err);
-    manifest_record_clear(&next->record);
-    worker->waiting_first = (worker->waiting_first + 1) % WAITING_MAX;
-    worker->waiting_count--;
+    pop_waiting(worker);
     if (code != AG_OK)
       return code;
   }
   return AG_OK;
 }
 
-/* Forget the waiting deliveries after an error. Their records stay
- * DELIVERED or never reach the manifest, so the next pass finishes them
- * or takes the files again. */
-static void drop_waiting(struct worker *worker)
+/* Take the waiting files as far as their commits allow: publish those
+ * whose intent is durable, then dispose those whose DELIVERED record is.
+ * With wait, wait until the oldest file has left the list. */
+static enum ag_code advance_waiting(struct worker *worker, bool wait,
+                                    struct ag_error *err)
 {
-  while (worker->waiting_count > 0) {
-    manifest_record_clear(&worker->waiting[worker->waiting_first].record);
-    worker->waiting_first = (worker->waiting_first + 1) % WAITING_MAX;
-    worker->waiting_count--;
-  }
+  enum ag_code code = publish_ready(worker, wait, err);
+
+  if (code == AG_OK)
+    code = dispose_ready(worker, wait, err);
+  return code;
 }
 
-/* Take one file up to DELIVERED, and keep it waiting for its commit. */
+/* Forget the waiting files after an error. Their records stay DOWNLOADED
+ * with an intent, or DELIVERED, or never reach the manifest, so the next
+ * pass finishes the publications, finishes the remote steps or takes the
+ * files again. */
+static void drop_waiting(struct worker *worker)
+{
+  while (worker->waiting_count > 0)
+    pop_waiting(worker);
+}
+
+/* Finish the waiting files once the worker takes no more, after code ended
+ * its loop. A stop request still lets them finish, as a sequential pass
+ * finishes its current file. So does an error of a later file that left
+ * the session usable (a full output folder), as a sequential pass has
+ * finished the files before it. After an error of the session, only the
+ * publications are finished, because they are local, and the remote steps
+ * are left to the next pass. Returns the first error of this. */
+static enum ag_code finish_waiting(struct worker *worker, enum ag_code code,
+                                   struct ag_error *err)
+{
+  enum ag_code finish = AG_OK;
+
+  if (code == AG_ECONNECT || code == AG_ETIMEDOUT)
+    finish = publish_ready(worker, true, err);
+  else
+    while (finish == AG_OK && worker->waiting_count > 0)
+      finish = advance_waiting(worker, true, err);
+  drop_waiting(worker);
+  return finish;
+}
+
+/* Take one file up to its queued publication intent, or to DELIVERED for
+ * an identical re-upload, and keep it waiting for its commit. */
 static enum ag_code take_file(struct worker *worker,
                               const struct candidate *file,
                               struct ag_error *err)
 {
   struct pipeline *pipeline = worker->pipeline;
   struct manifest_record record = {0};
+  struct ingest_pending *publication = NULL;
   uint64_t bytes_before = worker->summary.bytes;
   bool delivered = false;
   enum ag_code code = AG_OK;
 
   if (worker->waiting_count == WAITING_MAX)
-    code = dispose_ready(worker, true, err);
+    code = advance_waiting(worker, true, err);
+  else if (file->size >= PUBLISH_FIRST_BYTES)
+    code = publish_ready(worker, true, err);
   if (code != AG_OK)
     return code;
 
-  code = ingest_deliver(&worker->view, file, &record, &delivered,
+  code = ingest_deliver(&worker->view, file, &record, &delivered, &publication,
                         &worker->summary, err);
   atomic_fetch_add(&pipeline->taken, 1);
   atomic_fetch_add(&pipeline->bytes, worker->summary.bytes - bytes_before);
-  if (code != AG_OK || !delivered) {
+  if (code != AG_OK || (!delivered && publication == NULL)) {
+    ingest_pending_free(publication);
     manifest_record_clear(&record);
     return code;
   }
 
-  size_t slot = (worker->waiting_first + worker->waiting_count) % WAITING_MAX;
-  worker->waiting[slot].file = file;
-  worker->waiting[slot].record = record;
-  worker->waiting[slot].ticket = worker->last_ticket;
+  struct delivery *slot = waiting_at(worker, worker->waiting_count);
+  slot->file = file;
+  slot->record = record;
+  slot->publication = publication;
+  slot->ticket = worker->last_ticket;
+  slot->abandoned = false;
   worker->waiting_count++;
   return AG_OK;
 }
@@ -269,7 +377,7 @@ static void worker_main(void *arg)
   if (ready)
     create_download_file(worker);
   while (ready && !atomic_load(&pipeline->stopping)) {
-    code = dispose_ready(worker, false, &err);
+    code = advance_waiting(worker, false, &err);
     if (code != AG_OK)
       break;
     size_t index = atomic_fetch_add(&pipeline->next, 1);
@@ -280,17 +388,8 @@ static void worker_main(void *arg)
       break;
   }
 
-  /* Finish what was delivered, also after a stop request, as a sequential
-   * pass finishes its current file, and after an error of a later file
-   * that left the session usable (a full output folder), as a sequential
-   * pass has finished the files before it. */
   struct ag_error finish_err = {0};
-  enum ag_code finish =
-      code == AG_ECONNECT || code == AG_ETIMEDOUT ? code : AG_OK;
-  while (finish == AG_OK && worker->waiting_count > 0)
-    finish = dispose_ready(worker, true, &finish_err);
-  if (finish != AG_OK)
-    drop_waiting(worker);
+  enum ag_code finish = finish_waiting(worker, code, &finish_err);
   if (code == AG_OK && finish != AG_OK) {
     code = finish;
     err = finish_err;

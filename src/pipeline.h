@@ -7,10 +7,12 @@
  * - Each file of the pass is taken by exactly one worker: the workers
  *   take the next index of the sorted list, oldest first, from one atomic
  *   counter, and a listing never names a key twice.
- * - A worker runs the same steps as a sequential pass (ingest_deliver()
- *   and dispose_delivered()). Its records are queued only after their step
- *   happened, and the remote move of a delivered file starts only after
- *   the commit that contains its DELIVERED record.
+ * - A worker runs the same steps as a sequential pass (ingest_deliver(),
+ *   ingest_publish() and dispose_delivered()). Its records are queued only
+ *   after their step happened. The outputs of a file are renamed into
+ *   place only after the commit that contains its publication intent, and
+ *   the remote move starts only after the commit that contains its
+ *   DELIVERED record. Meanwhile the worker takes its next files.
  * - The pass returns only after every worker has ended and every queued
  *   record is committed, so a pass never overlaps the next one. */
 #ifndef AGENT_PIPELINE_H
@@ -65,9 +67,12 @@ enum ag_code agent_delete_record(struct agent *agent, const void *key,
  * queued so far are on disk. Error: the recorder's failed commit. */
 enum ag_code agent_wait_records(struct agent *agent, struct ag_error *err);
 
-/* Return whether outputs may be renamed into place without a folder sync
- * (atomic_file_publish_unsynced()), because the recorder syncs the output
- * folder before it commits the DELIVERED records of those outputs. */
+/* Return whether the output folder syncs of a publication are left to
+ * the recorder, which syncs the folder before it commits a batch with a
+ * publication intent or a DELIVERED output (recorder.h). Then temporary
+ * outputs are only synced themselves (atomic_file_sync()), and renamed
+ * without a folder sync (atomic_file_publish_unsynced()). True in a worker
+ * of a parallel pass. */
 bool agent_defers_output_sync(const struct agent *agent);
 
 /* Return the open download file that a worker of a parallel pass writes

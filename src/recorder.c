@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "agent/fault.h"
 #include "agent/log.h"
 #include "agent/platform.h"
 
@@ -18,9 +19,9 @@ struct recorder {
 
   struct manifest_batch *filling; /* puts that wait for the next commit */
   size_t waiters;                 /* threads in recorder_wait() */
-  bool filling_syncs_output;      /* filling has a delivered output */
-  uint64_t next_ticket;           /* ticket of the next put */
-  uint64_t durable;               /* puts up to this ticket are committed */
+  bool filling_syncs_output; /* filling has an intent or delivered output */
+  uint64_t next_ticket;      /* ticket of the next put */
+  uint64_t durable;          /* puts up to this ticket are committed */
   bool stopping;
   enum ag_code failure; /* the first failed commit, or AG_OK */
   struct ag_error failure_err;
@@ -45,7 +46,8 @@ static struct manifest_batch *take_batch(struct recorder *recorder,
 }
 
 /* Make one batch durable: the output folder first when the batch records
- * outputs renamed without a folder sync, then the records. */
+ * temporary outputs or renames that were not synced (see recorder.h),
+ * then the records. */
 static enum ag_code commit_batch(struct recorder *recorder,
                                  struct manifest_batch *batch, bool sync_output,
                                  struct ag_error *err)
@@ -54,9 +56,21 @@ static enum ag_code commit_batch(struct recorder *recorder,
 
   if (sync_output)
     code = plat_sync_dir(recorder->output_dir, err);
+  FAULT_POINT("before_batch_commit");
   if (code == AG_OK)
     code = manifest_batch_commit(batch, err);
+  FAULT_POINT("after_batch_commit");
   return code;
+}
+
+/* Return whether committing record relies on the output folder being
+ * synced: a publication intent names temporary files, and a DELIVERED
+ * record with an output follows a rename. */
+static bool needs_output_sync(const struct manifest_record *record)
+{
+  if (record->state == MANIFEST_DOWNLOADED)
+    return record->output_temp != NULL;
+  return record->state == MANIFEST_DELIVERED && record->output != NULL;
 }
 
 /* Let the batch grow for up to RECORDER_GATHER_MS after its first put, so
@@ -180,7 +194,7 @@ enum ag_code recorder_put(struct recorder *recorder, const void *key,
   code = manifest_batch_put(recorder->filling, key, key_len, record, err);
   if (code != AG_OK)
     goto out;
-  if (record->state == MANIFEST_DELIVERED && record->output != NULL)
+  if (needs_output_sync(record))
     recorder->filling_syncs_output = true;
   *ticket = recorder->next_ticket++;
 

@@ -10,12 +10,31 @@
  * on disk, such as the remote move after DELIVERED, waits for that
  * record's ticket with recorder_wait() or checks recorder_is_durable().
  *
- * Outputs in a parallel pass are renamed into place without a folder sync
- * (atomic_file_publish_unsynced()), after their publication intent is
- * durable. A batch that contains a DELIVERED record with an output
- * therefore syncs the output folder first, and only then commits; a crash
- * before that sync leaves the temporary name, which crash recovery
- * renames (recover_publications()). */
+ * In a parallel pass the recorder makes the output folder durable for the
+ * publications, so that a batch of files shares one folder sync and one
+ * commit instead of each file waiting for its own. Before it commits a
+ * batch that contains a publication intent (a DOWNLOADED record with
+ * output_temp) or a DELIVERED record with an output, it syncs the output
+ * folder. The publication then keeps these rules:
+ *
+ * 1. A temporary output's data and its name in the folder are durable
+ *    before its intent is committed: the worker syncs the file
+ *    (atomic_file_sync()) before it queues the intent, and the batch's
+ *    folder sync covers the name.
+ * 2. The intent is durable before the rename into the output folder: the
+ *    worker renames only once recorder_is_durable() holds for the
+ *    intent's ticket.
+ * 3. The rename is durable before DELIVERED is committed: the worker
+ *    queues DELIVERED after the rename, so the folder sync of that
+ *    record's batch covers it.
+ * 4. The remote move starts only after DELIVERED is durable
+ *    (pipeline.c waits for its ticket).
+ * 5. A crash anywhere leaves a state that the next pass finishes. Without
+ *    the intent on disk, the file is taken again and the start-up cleanup
+ *    removes its temporary files. With the intent on disk, crash recovery
+ *    (recover_publications()) renames the temporary file if it still
+ *    exists, or finds it renamed, and records DELIVERED. With DELIVERED on
+ *    disk, the remote step follows. */
 #ifndef AGENT_RECORDER_H
 #define AGENT_RECORDER_H
 
@@ -40,7 +59,8 @@
 struct recorder;
 
 /* Start the recorder thread for manifest. output_dir is the folder that a
- * batch with a delivered output syncs; both must outlive the recorder.
+ * batch with an intent or a delivered output syncs; both must outlive the
+ * recorder.
  * Errors: AG_ENOMEM, AG_ELOCAL when the thread cannot start. */
 enum ag_code recorder_start(struct manifest *manifest, const char *output_dir,
                             struct recorder **out, struct ag_error *err);

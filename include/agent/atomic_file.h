@@ -3,11 +3,11 @@
  * goes through this one helper.
  *
  * The content goes into a temporary file "<prefix>.XXXXXX.tmp" in the
- * target folder. atomic_file_prepare() flushes, syncs and closes it and
- * syncs the folder, so that the whole temporary file survives a crash.
- * atomic_file_publish() renames it onto its final name and syncs the
- * folder again, so a reader sees either the old file or the whole new one,
- * also after a power loss.
+ * target folder. atomic_file_sync() flushes, syncs and closes it, so that
+ * its data survives a crash. atomic_file_prepare() also syncs the folder,
+ * so that its name survives too. atomic_file_publish() renames it onto its
+ * final name and syncs the folder again, so a reader sees either the old
+ * file or the whole new one, also after a power loss.
  *
  * Between the two steps a caller may record the temporary name (see
  * atomic_file_keep_temp()). After a crash, a temporary file that still
@@ -44,9 +44,15 @@ FILE *atomic_file_stream(struct atomic_file *file);
 const char *atomic_file_temp_path(const struct atomic_file *file);
 const char *atomic_file_temp_name(const struct atomic_file *file);
 
-/* Flush, sync and close the temporary file, then sync its folder. A write
- * error that the stream kept is reported here. Calling it again does
- * nothing. Error: AG_ELOCAL naming the file. */
+/* Flush, sync and close the temporary file, without syncing its folder:
+ * the data is durable, the temporary name not yet. A write error that the
+ * stream kept is reported here. Calling it again does nothing. Error:
+ * AG_ELOCAL naming the file. */
+enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err);
+
+/* Sync the file (atomic_file_sync()) if that has not happened, then sync
+ * its folder, so that the temporary name is durable as well. Calling it
+ * again does nothing. Error: AG_ELOCAL naming the file or the folder. */
 enum ag_code atomic_file_prepare(struct atomic_file *file,
                                  struct ag_error *err);
 
@@ -57,13 +63,14 @@ enum ag_code atomic_file_prepare(struct atomic_file *file,
 enum ag_code atomic_file_publish(struct atomic_file *file, const char *name,
                                  struct ag_error *err);
 
-/* Like atomic_file_publish(), but without the folder sync after the
- * rename: the file is in place, but after a power loss it may still have
- * its temporary name. The caller makes the rename durable with
- * plat_sync_dir() on the folder before it relies on it, so that one sync
- * serves several files; it must have recorded the temporary name first
- * (see atomic_file_keep_temp()), so that crash recovery can finish a
- * rename that was lost. */
+/* Like atomic_file_publish(), but without any folder sync: the file is
+ * synced (atomic_file_sync()) if that has not happened and renamed. After
+ * a power loss it may still have its temporary name. The caller must have
+ * recorded the temporary name durably first, after a folder sync that
+ * made that name durable (see atomic_file_keep_temp()), so that crash
+ * recovery can finish a rename that was lost. It makes the rename durable
+ * with plat_sync_dir() on the folder before it relies on it, so that one
+ * sync serves several files. */
 enum ag_code atomic_file_publish_unsynced(struct atomic_file *file,
                                           const char *name,
                                           struct ag_error *err);

@@ -11,7 +11,9 @@
  *
  * Point names: "before_download", "after_download", "output_written",
  * "after_publish_intent", "before_delivered_commit", "after_delivered_commit",
- * "before_remote_rename", "after_remote_rename". */
+ * "before_remote_rename", "after_remote_rename", and in the recorder of a
+ * parallel pass "before_batch_commit" (after the output folder sync) and
+ * "after_batch_commit". */
 #ifndef AGENT_FAULT_H
 #define AGENT_FAULT_H
 

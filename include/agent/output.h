@@ -66,10 +66,12 @@ const struct export_sink *output_sink(struct output_doc *doc);
  * far. Items of a later list, such as the CSV "documents", do not count. */
 size_t output_item_count(const struct output_doc *doc);
 
-/* Close the last item list and prepare the temporary file
- * (atomic_file_prepare()), then hand it to the caller in *out, which
- * publishes and frees it. Frees doc in every case; on failure the
- * temporary file is removed and *out is NULL. */
+/* Close the last item list and sync the temporary file
+ * (atomic_file_sync()), then hand it to the caller in *out, which
+ * publishes and frees it. The temporary name is not durable yet: a caller
+ * that records it syncs the folder first (atomic_file_prepare()). Frees
+ * doc in every case; on failure the temporary file is removed and *out is
+ * NULL. */
 enum ag_code output_finish(struct output_doc *doc, struct atomic_file **out,
                            struct ag_error *err);
 

@@ -16,6 +16,10 @@ FAULT_FILES=${FAULT_FILES:-300}
 POINTS=(after_download output_written after_publish_intent
         before_delivered_commit after_delivered_commit
         before_remote_rename after_remote_rename)
+# Points of the recorder, which only a parallel pass has: between the
+# output folder sync of a batch and its commit, and after the commit,
+# before the workers rename the outputs or move the files of that batch.
+RECORDER_POINTS=(before_batch_commit after_batch_commit)
 
 # The agent's config for these cases: exports of all three formats and
 # original documents, $1 workers, and a fast poll for `run`.
@@ -65,7 +69,9 @@ if ! have_fault_points; then
   exit 0
 fi
 for parallel in 1 4; do
-  for point in "${POINTS[@]}"; do
+  points=("${POINTS[@]}")
+  [ "$parallel" -gt 1 ] && points+=("${RECORDER_POINTS[@]}")
+  for point in "${points[@]}"; do
     hit=$((1 + RANDOM % 4))
     start_case "point_${point}_${hit}_parallel_$parallel"
     configure "$parallel"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sync delivers a large XML export and a large CSV export from the sshd
 # fixture with exact annotation and line item counts and the exact sum of
-# all line totals. The agent's peak RSS stays under 64 MiB, because both
+# all line totals, and a 2 MiB XML export, too large to be kept in memory,
+# with exact counts. The agent's peak RSS stays under 64 MiB, because both
 # parsers stream. This is a correctness and memory test: it measures no
 # time.
 #
@@ -174,6 +175,28 @@ assert_eq string "$(sed -n 5p "$LOCAL/xml.values")" "XML line totals are strings
 assert_eq "$expected_item_amount_total_sum" \
   "$(tail -n +6 "$LOCAL/xml.values" | exact_sum)" "XML sum of item_amount_total"
 rm -f "$out" "$LOCAL/xml.values"
+
+# XML of 2 MiB: above the 1 MiB that a download keeps in memory and below
+# the 4 MiB from which it is parsed while it downloads, so it is parsed
+# from its local copy after the download.
+"$GEN_EXPORT" --format xml --seed "$seed" --size-mb 2 \
+  --totals "$LOCAL/mid.totals" "$REMOTE/inbox/mid.xml" ||
+  fail "gen_export failed for the 2 MiB XML export"
+read_totals "$LOCAL/mid.totals"
+run_agent_measured sync
+assert_eq 0 "$RC" "exit code of the 2 MiB XML sync"
+assert_contains "$STDOUT" "1 delivered" "2 MiB XML summary"
+out=$(single_output)
+jq -r '.source.size, (.annotations | length),
+  ([.annotations[].tables.line_items | length] | add // 0)' "$out" \
+  >"$LOCAL/mid.values" || fail "jq failed on the 2 MiB XML output"
+assert_eq "$expected_bytes" "$(sed -n 1p "$LOCAL/mid.values")" \
+  "2 MiB XML source.size"
+assert_eq "$expected_annotations" "$(sed -n 2p "$LOCAL/mid.values")" \
+  "2 MiB XML annotations"
+assert_eq "$expected_line_items" "$(sed -n 3p "$LOCAL/mid.values")" \
+  "2 MiB XML line items"
+rm -f "$out" "$LOCAL/mid.values"
 
 # CSV: the same generator seed, as one row per line item.
 "$GEN_EXPORT" --format csv --seed "$seed" --size-mb "$csv_mb" \

@@ -85,6 +85,40 @@ static void kept_temp_survives(void **state)
   free(text);
 }
 
+/* atomic_file_sync() closes the temporary file with its content, and the
+ * unsynced publication that follows renames it without preparing it
+ * again. */
+static void sync_then_publish_unsynced(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *file = NULL;
+  char path[PATH_SIZE];
+  char name[ENTRY_NAME_SIZE];
+  size_t len = 0;
+
+  assert_int_equal(atomic_file_create(f->dir, ".incoming",
+                                      ATOMIC_FILE_GROUP_READ, &file, &f->err),
+                   AG_OK);
+  fputs("synced", atomic_file_stream(file));
+  assert_int_equal(atomic_file_sync(file, &f->err), AG_OK);
+  assert_null(atomic_file_stream(file));
+  assert_int_equal(atomic_file_sync(file, &f->err), AG_OK);
+  snprintf(name, sizeof(name), "%s", atomic_file_temp_name(file));
+  join_path(path, sizeof(path), f->dir, name);
+  char *text = read_file(path, &len);
+  assert_string_equal(text, "synced");
+  free(text);
+
+  assert_int_equal(atomic_file_publish_unsynced(file, "doc.json", &f->err),
+                   AG_OK);
+  atomic_file_free(file);
+  join_path(path, sizeof(path), f->dir, "doc.json");
+  text = read_file(path, &len);
+  assert_string_equal(text, "synced");
+  free(text);
+  assert_int_equal(count_dir_entries(f->dir), 1);
+}
+
 static void publish_fails_into_missing(void **state)
 {
   struct folder_fixture *f = *state;
@@ -109,6 +143,9 @@ int main(void)
       cmocka_unit_test_setup_teardown(free_removes_temp, folder_fixture_setup,
                                       folder_fixture_teardown),
       cmocka_unit_test_setup_teardown(kept_temp_survives, folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(sync_then_publish_unsynced,
+                                      folder_fixture_setup,
                                       folder_fixture_teardown),
       cmocka_unit_test_setup_teardown(publish_fails_into_missing,
                                       folder_fixture_setup,

@@ -216,6 +216,33 @@ static void failed_folder_sync_stops_commits(void **state)
   manifest_close(manifest);
 }
 
+/* A publication intent, like a delivered output, makes its batch sync the
+ * output folder first, because the intent names temporary files whose
+ * names must be durable before it is. */
+static void intent_syncs_output_folder(void **state)
+{
+  struct folder_fixture *fixture = *state;
+  struct manifest *manifest = open_ok(fixture->dir);
+  char missing[512];
+  join_path(missing, sizeof(missing), fixture->dir, "no-such-output");
+  struct recorder *recorder = start_ok(manifest, missing);
+  struct manifest_record record = {.state = MANIFEST_DOWNLOADED};
+  struct manifest_record out = {0};
+  struct ag_error wait_err = {0};
+  struct ag_error stop_err = {0};
+
+  record.output = "a.0123456789abcdef.json";
+  record.output_temp = ".incoming.AbC123.tmp";
+  uint64_t ticket = put_ok(recorder, "a.xml", &record);
+  assert_int_equal(recorder_wait(recorder, ticket, &wait_err), AG_ELOCAL);
+  assert_non_null(strstr(wait_err.message, "cannot sync folder"));
+  assert_non_null(strstr(wait_err.message, "no-such-output"));
+  assert_false(recorder_is_durable(recorder, ticket));
+  assert_false(has_record(manifest, "a.xml", &out));
+  assert_int_equal(recorder_stop(recorder, &stop_err), AG_ELOCAL);
+  manifest_close(manifest);
+}
+
 /* Records without a delivered output never sync the output folder, so a
  * missing folder does not matter to them. */
 static void other_records_skip_folder_sync(void **state)
@@ -234,8 +261,16 @@ static void other_records_skip_folder_sync(void **state)
   record.state = MANIFEST_FAILED;
   record.reason = "empty file";
   ticket = put_ok(recorder, "empty.xml", &record);
+  /* A download without a publication intent yet. */
+  record.state = MANIFEST_DOWNLOADED;
+  record.reason = NULL;
+  record.output = "parsed.0123456789abcdef.json";
+  ticket = put_ok(recorder, "parsed.xml", &record);
   assert_int_equal(recorder_wait(recorder, ticket, &err), AG_OK);
   assert_true(has_record(manifest, "dup.xml", &out));
+  manifest_record_clear(&out);
+  assert_true(has_record(manifest, "parsed.xml", &out));
+  assert_int_equal(out.state, MANIFEST_DOWNLOADED);
   manifest_record_clear(&out);
   assert_int_equal(recorder_stop(recorder, &err), AG_OK);
   manifest_close(manifest);
@@ -252,6 +287,7 @@ int main(void)
       FOLDER_TEST(threads_put_at_once),
       FOLDER_TEST(stop_commits_queued_puts),
       FOLDER_TEST(failed_folder_sync_stops_commits),
+      FOLDER_TEST(intent_syncs_output_folder),
       FOLDER_TEST(other_records_skip_folder_sync),
   };
 
