@@ -6,7 +6,9 @@
 #   FILES    number of exports in the inbox (default 2000)
 #   ROUNDS   rounds; each round runs every variant once (default 3)
 #   VARIANT  "name:key=value,key=value" with [remote] keys added to the
-#            config, for example "p1:parallel=1" "p4:parallel=4";
+#            config, for example "p1:parallel=1" "p4:parallel=4"; a key
+#            "server.NAME" goes into [server] as NAME, for example
+#            "gcm:server.ciphers=aes128-gcm@openssh.com";
 #            "sftp-get" runs `sftp -b` with `get *` into a local folder,
 #            "sftp-move" runs `sftp -b` with get and rename per file,
 #            "rclone-move" runs `rclone move` with 4 transfers (downloads,
@@ -77,6 +79,7 @@ refill() {
 
 write_config() { # extra "key=value,..."
   local extra=$1 kv
+  IFS=, read -ra pairs <<<"$extra"
   {
     echo "[server]"
     echo "host = $SSHD_HOST"
@@ -85,14 +88,21 @@ write_config() { # extra "key=value,..."
     echo "private_key = $KEY_ED25519"
     echo "known_hosts = $KNOWN_HOSTS"
     echo "timeout = 30"
+    for kv in "${pairs[@]}"; do
+      case "$kv" in
+        server.*) kv=${kv#server.} && echo "${kv%%=*} = ${kv#*=}" ;;
+      esac
+    done
     echo "[remote]"
     echo "inbox = $remote/inbox"
     echo "archive = $remote/archive"
     echo "error = $remote/error"
     echo "stable_seconds = 0"
-    IFS=, read -ra pairs <<<"$extra"
     for kv in "${pairs[@]}"; do
-      [ -n "$kv" ] && echo "${kv%%=*} = ${kv#*=}"
+      case "$kv" in
+        '' | server.*) ;;
+        *) echo "${kv%%=*} = ${kv#*=}" ;;
+      esac
     done
     echo "[local]"
     echo "state_dir = $local_dir/state"

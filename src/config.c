@@ -27,6 +27,7 @@ enum key_type {
   KEY_PATTERNS,    /* space-separated wildcard patterns */
   KEY_CHOICE,      /* one word of a list, stored as its index in an int */
   KEY_FINGERPRINT, /* SHA256:<base64> */
+  KEY_ALGORITHMS,  /* comma-separated SSH algorithm names */
   KEY_LAYOUT       /* strftime subset for archive date folders */
 };
 
@@ -88,6 +89,7 @@ static const struct key_spec keys[] = {
     STRING("server", known_hosts, KEY_LOCAL_PATH),
     STRING("server", host_key_sha256, KEY_FINGERPRINT),
     NUMBER("server", timeout, 1, 3600, "30"),
+    STRING("server", ciphers, KEY_ALGORITHMS),
     STRING("remote", inbox, KEY_REMOTE_PATH),
     STRING("remote", archive, KEY_REMOTE_PATH),
     STRING("remote", error, KEY_REMOTE_PATH),
@@ -265,6 +267,43 @@ static int check_fingerprint(struct parse_state *state, const char *value)
   return 1;
 }
 
+/* Check the form of a list of SSH algorithm names: names of 1 to 64
+ * printable ASCII characters without spaces, separated by single commas,
+ * none twice (RFC 4251, section 6). Whether libssh2 supports each name is
+ * checked when the agent connects. */
+static int check_algorithms(struct parse_state *state,
+                            const struct key_spec *spec, const char *value)
+{
+  const char *name = value;
+
+  for (;;) {
+    size_t len = strcspn(name, ",");
+    if (len == 0 || len > 64)
+      return set_error(state,
+                       "invalid %s '%s': expected names of 1 to 64 "
+                       "characters separated by single commas, such as "
+                       "'aes128-gcm@openssh.com,aes256-ctr'",
+                       spec->name, value);
+    for (size_t i = 0; i < len; i++) {
+      if (name[i] <= ' ' || name[i] > '~')
+        return set_error(state,
+                         "invalid %s '%s': names may contain only "
+                         "printable ASCII characters, no spaces",
+                         spec->name, value);
+    }
+    for (const char *earlier = value; earlier < name;) {
+      size_t earlier_len = strcspn(earlier, ",");
+      if (earlier_len == len && memcmp(earlier, name, len) == 0)
+        return set_error(state, "invalid %s '%s': '%.*s' is listed twice",
+                         spec->name, value, (int)len, name);
+      earlier += earlier_len + 1;
+    }
+    if (name[len] == '\0')
+      return 1;
+    name += len + 1;
+  }
+}
+
 /* Allow only the date conversions that make sense as folder names. */
 static int check_layout(struct parse_state *state, const char *value)
 {
@@ -335,6 +374,8 @@ static int store_string(struct parse_state *state, const struct key_spec *spec,
     return 0;
   if (spec->type == KEY_LAYOUT && !check_layout(state, value))
     return 0;
+  if (spec->type == KEY_ALGORITHMS && !check_algorithms(state, spec, value))
+    return 0;
 
   free(*slot);
   *slot = strndup(value, len);
@@ -386,6 +427,7 @@ static int store_value(struct parse_state *state, const struct key_spec *spec,
   case KEY_LOCAL_PATH:
   case KEY_REMOTE_PATH:
   case KEY_FINGERPRINT:
+  case KEY_ALGORITHMS:
   case KEY_LAYOUT:
     return store_string(state, spec, value);
   }
@@ -755,6 +797,7 @@ void config_free(struct config *config)
     case KEY_LOCAL_PATH:
     case KEY_REMOTE_PATH:
     case KEY_FINGERPRINT:
+    case KEY_ALGORITHMS:
     case KEY_LAYOUT:
       free(*(char **)(base + keys[i].offset));
       break;

@@ -30,7 +30,7 @@ static bool server_settings_differ(const struct config *a,
          !same_text(a->password, b->password) ||
          !same_text(a->known_hosts, b->known_hosts) ||
          !same_text(a->host_key_sha256, b->host_key_sha256) ||
-         a->timeout != b->timeout;
+         a->timeout != b->timeout || !same_text(a->ciphers, b->ciphers);
 }
 
 /* Replace *fresh by a copy of current when they differ, and log that the

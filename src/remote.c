@@ -68,9 +68,13 @@ static enum ag_code start_session(struct remote *remote,
                         "cannot create an SSH session for "
                         "%s: out of memory",
                         remote->endpoint);
+  remote_watch_receive(remote);
 
   enum ag_code code = remote_hostkey_prepare(remote->session, config,
                                              remote->endpoint, known, err);
+  if (code == AG_OK)
+    code = remote_algorithms_prepare(remote->session, config, remote->endpoint,
+                                     err);
   if (code != AG_OK)
     return code;
 
@@ -82,10 +86,21 @@ static enum ag_code start_session(struct remote *remote,
   do
     rc = libssh2_session_handshake(remote->session, remote->socket);
   while (remote_wait(remote, rc, deadline));
+  if (rc == LIBSSH2_ERROR_KEX_FAILURE && config->ciphers != NULL) {
+    remote_break(remote);
+    return ag_error_set(err, AG_ECONNECT,
+                        "cannot complete the SSH handshake on %s: the "
+                        "algorithm negotiation failed, and the server may "
+                        "support none of the ciphers '%s' that [server] "
+                        "ciphers sets. Add a cipher the server offers, or "
+                        "remove the setting to offer the default list",
+                        remote->endpoint, config->ciphers);
+  }
   if (rc != 0)
     return remote_fail_call(remote, rc, "complete the SSH handshake",
                             AG_ECONNECT, err);
   remote->handshake_done = true;
+  remote_algorithms_log(remote->session, remote->endpoint);
   return AG_OK;
 }
 
@@ -264,4 +279,12 @@ const char *remote_host_key_fingerprint(const struct remote *remote)
 const char *remote_host_key_type(const struct remote *remote)
 {
   return remote->host_key.type;
+}
+
+const char *remote_cipher(const struct remote *remote)
+{
+  const char *name =
+      libssh2_session_methods(remote->session, LIBSSH2_METHOD_CRYPT_SC);
+
+  return name != NULL ? name : "";
 }

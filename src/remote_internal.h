@@ -1,11 +1,13 @@
 /* Private interface of the remote module, shared by its files:
- *   remote.c          session lifecycle: TCP, handshake, connect, close
- *   remote_wait.c     deadlines for libssh2 calls, broken sessions
- *   remote_auth.c     user authentication
- *   remote_error.c    libssh2 and SFTP errors as ag_code and messages
- *   remote_hostkey.c  host key verification
- *   remote_list.c     folder listing
- *   remote_sftp.c     stat, download, rename, delete, mkdir, create
+ *   remote.c             session lifecycle: TCP, handshake, connect, close
+ *   remote_wait.c        deadlines for libssh2 calls, broken sessions
+ *   remote_auth.c        user authentication
+ *   remote_error.c       libssh2 and SFTP errors as ag_code and messages
+ *   remote_algorithms.c  cipher and MAC preferences, negotiated algorithms
+ *   remote_hostkey.c     host key verification
+ *   remote_list.c        folder listing
+ *   remote_sftp.c        stat, rename, delete, mkdir, create
+ *   remote_download.c    download with its change check
  * Not part of the public API. */
 #ifndef AGENT_REMOTE_INTERNAL_H
 #define AGENT_REMOTE_INTERNAL_H
@@ -80,6 +82,25 @@ enum ag_code remote_hostkey_verify(LIBSSH2_SESSION *session,
 /* Free what remote_hostkey_prepare() loaded. Accepts a zeroed struct. */
 void remote_known_hosts_free(struct remote_known_hosts *known);
 
+/* ---- Algorithms (remote_algorithms.c) ------------------------------- */
+
+/* Set the session's cipher and MAC preferences for both directions. Call
+ * before libssh2_session_handshake(). The ciphers are config->ciphers when
+ * set, otherwise every cipher libssh2 supports, with chacha20-poly1305,
+ * then AES-GCM, then AES-CTR first. The MACs are every MAC libssh2
+ * supports, with the SHA-2 encrypt-then-MAC ones first. Returns AG_ECONFIG
+ * when config->ciphers names a cipher that libssh2 does not support, with
+ * the supported names in the message, and AG_ECONNECT or AG_ENOMEM when
+ * libssh2 fails. */
+enum ag_code remote_algorithms_prepare(LIBSSH2_SESSION *session,
+                                       const struct config *config,
+                                       const char *endpoint,
+                                       struct ag_error *err);
+
+/* Log at debug level the key exchange, cipher and MAC algorithms that the
+ * handshake negotiated. */
+void remote_algorithms_log(LIBSSH2_SESSION *session, const char *endpoint);
+
 /* ---- Session (remote.c) ---------------------------------------------- */
 
 /* One SSH session with its SFTP channel, the handle that agent/remote.h
@@ -92,6 +113,12 @@ struct remote {
   /* A call timed out or the connection failed (remote_break()). Later
    * requests fail at once, and remote_close() waits for nothing. */
   bool broken;
+  /* libssh2's own receive callback, which the agent's one calls. */
+  libssh2_cb_generic *receive_default;
+  /* A receive found the socket empty, and remote_wait() has not polled it
+   * since, so the agent's receive callback reports EAGAIN without a system
+   * call. */
+  bool receive_drained;
   int timeout;        /* seconds */
   char endpoint[300]; /* "host:port" for messages, escaped */
   char user[128];     /* user name for messages, escaped */
@@ -123,6 +150,13 @@ int64_t remote_deadline(const struct remote *remote);
  * remote_break() and false is returned with rc still EAGAIN, which
  * remote_fail_call() reports as AG_ETIMEDOUT. */
 bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms);
+
+/* Route the session's receives through the agent's callback, which skips
+ * the recv() calls that cannot find data: after one recv() found the
+ * socket empty, every further receive reports EAGAIN at once until
+ * remote_wait() has polled the socket. Call once, right after
+ * libssh2_session_init_ex(). */
+void remote_watch_receive(struct remote *remote);
 
 /* Mark the session broken: close its socket at once and make libssh2's
  * send and receive fail without touching the socket, so that every later

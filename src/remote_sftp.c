@@ -1,20 +1,13 @@
-/* SFTP operations on single files and folders: stat, download, rename,
- * delete, create folders and create a new file. */
+/* SFTP operations on single files and folders: stat, rename, delete,
+ * create folders and create a new file. Downloads are in
+ * remote_download.c. */
 #include "remote_internal.h"
 
 #include "agent/log.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Bytes handed to the download callback at a time, and the buffer size
- * of each libssh2_sftp_read() call. libssh2 1.11 keeps up to four times
- * the buffer size requested ahead in 30000-byte SFTP requests, which
- * hides the round trip time. The block and the replies to those requests
- * bound a download's memory to about 5 MiB. */
-#define DOWNLOAD_BLOCK_SIZE (1024 * 1024)
 
 static bool status_is_missing(unsigned long status)
 {
@@ -95,133 +88,6 @@ static enum ag_code path_exists(struct remote *remote, const char *path,
                   status_is_missing(libssh2_sftp_last_error(remote->sftp))))
     return AG_OK;
   return remote_fail_path(remote, rc, "stat", path, err);
-}
-
-/* Fill block with up to limit bytes. *filled is less than that only at the
- * end of the file. Each read gets its own deadline and returns as soon as
- * some data has arrived, so only a timeout without any data fails. */
-static enum ag_code read_block(struct remote *remote,
-                               LIBSSH2_SFTP_HANDLE *handle, const char *path,
-                               char *block, size_t limit, size_t *filled,
-                               struct ag_error *err)
-{
-  *filled = 0;
-  while (*filled < limit) {
-    int64_t deadline = remote_deadline(remote);
-    ssize_t got;
-    do
-      got = libssh2_sftp_read(handle, block + *filled, limit - *filled);
-    while (remote_wait(remote, (int)got, deadline));
-    if (got < 0)
-      return remote_fail_path(remote, (int)got, "read", path, err);
-    if (got == 0)
-      break;
-    *filled += (size_t)got;
-  }
-  return AG_OK;
-}
-
-/* Compare what was read and the open file's attributes with the listing.
- * An attribute the server does not report is not compared. */
-static enum ag_code check_unchanged(struct remote *remote,
-                                    LIBSSH2_SFTP_HANDLE *handle,
-                                    const char *path, uint64_t read_size,
-                                    uint64_t expect_size, int64_t expect_mtime,
-                                    struct ag_error *err)
-{
-  LIBSSH2_SFTP_ATTRIBUTES attrs;
-  char shown[REMOTE_SHOWN_PATH_SIZE];
-
-  log_escape(shown, sizeof(shown), path, strlen(path));
-  if (read_size != expect_size) {
-    return ag_error_set(err, AG_ECHANGED,
-                        "'%s' on %s changed during the download: read %" PRIu64
-                        " bytes, expected %" PRIu64,
-                        shown, remote->endpoint, read_size, expect_size);
-  }
-
-  int64_t deadline = remote_deadline(remote);
-  int rc;
-  do
-    rc = libssh2_sftp_fstat_ex(handle, &attrs, 0);
-  while (remote_wait(remote, rc, deadline));
-  if (rc != 0)
-    return remote_fail_path(remote, rc, "fstat", path, err);
-
-  if ((attrs.flags & LIBSSH2_SFTP_ATTR_SIZE) && attrs.filesize != expect_size) {
-    return ag_error_set(err, AG_ECHANGED,
-                        "'%s' on %s changed during the download: size is "
-                        "now %" PRIu64 " bytes, expected %" PRIu64,
-                        shown, remote->endpoint, (uint64_t)attrs.filesize,
-                        expect_size);
-  }
-  if ((attrs.flags & LIBSSH2_SFTP_ATTR_ACMODTIME) &&
-      (int64_t)attrs.mtime != expect_mtime) {
-    return ag_error_set(err, AG_ECHANGED,
-                        "'%s' on %s changed during the download: mtime is "
-                        "now %" PRId64 ", expected %" PRId64,
-                        shown, remote->endpoint, (int64_t)attrs.mtime,
-                        expect_mtime);
-  }
-  return AG_OK;
-}
-
-enum ag_code remote_download(struct remote *remote, const char *path,
-                             uint64_t expect_size, int64_t expect_mtime,
-                             remote_data_fn fn, void *ctx, struct ag_error *err)
-{
-  LIBSSH2_SFTP_HANDLE *handle = NULL;
-  uint64_t total = 0;
-  size_t limit = 0;
-  size_t filled = 0;
-  char *block = NULL;
-  enum ag_code code = remote_check_path(remote, "download", path, err);
-  if (code != AG_OK)
-    return code;
-
-  /* libssh2 requests up to four times the size of a read ahead, so reads
-   * are sized to the expected rest of the file plus one byte, which shows
-   * growth. A file of a few KiB then costs two read requests instead of
-   * about 35, and the server answers fewer. */
-  size_t block_size = expect_size < DOWNLOAD_BLOCK_SIZE
-                          ? (size_t)expect_size + 1
-                          : DOWNLOAD_BLOCK_SIZE;
-  block = malloc(block_size);
-  if (block == NULL)
-    return ag_error_set(err, AG_ENOMEM, "out of memory for a download");
-
-  int rc = 0;
-  handle = remote_open_handle(remote, path, strlen(path), LIBSSH2_FXF_READ, 0,
-                              LIBSSH2_SFTP_OPENFILE, &rc);
-  if (handle == NULL) {
-    code = remote_fail_path(remote, rc, "open", path, err);
-    goto out;
-  }
-
-  /* A block shorter than its limit marks the end of the file. */
-  while (filled == limit) {
-    limit = expect_size - total < block_size ? (size_t)(expect_size - total) + 1
-                                             : block_size;
-    code = read_block(remote, handle, path, block, limit, &filled, err);
-    if (code != AG_OK)
-      goto out;
-    total += filled;
-    /* Stop early instead of reading a file that keeps growing. */
-    if (total > expect_size)
-      break;
-    if (filled > 0)
-      code = fn(ctx, block, filled, err);
-    if (code != AG_OK)
-      goto out;
-  }
-  code = check_unchanged(remote, handle, path, total, expect_size, expect_mtime,
-                         err);
-
-out:
-  if (handle != NULL)
-    (void)remote_close_handle(remote, handle);
-  free(block);
-  return code;
 }
 
 /* Record that to exists, so from cannot be renamed onto it. */

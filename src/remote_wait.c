@@ -36,6 +36,40 @@ static ssize_t receive_nothing(libssh2_socket_t sock, void *buffer,
   return -ECONNRESET;
 }
 
+/* The type of libssh2's receive callbacks. */
+typedef ssize_t receive_fn(libssh2_socket_t sock, void *buffer, size_t length,
+                           int flags, void **abstract);
+
+/* libssh2's receive callback while the session works. After each packet
+ * libssh2 receives again until the socket has nothing more, and its
+ * transport, channel and SFTP layers each try once more on their way up.
+ * So the agent made 33 recv() calls per small file, most of them
+ * returning EAGAIN, and 11 with this callback, which lets only the first
+ * of them reach the socket. Data that arrives after it is found by
+ * remote_wait()'s poll, which then returns at once. abstract points to
+ * the session's abstract pointer, the remote. */
+static ssize_t receive_polled(libssh2_socket_t sock, void *buffer,
+                              size_t length, int flags, void **abstract)
+{
+  struct remote *remote = *abstract;
+
+  if (remote->receive_drained)
+    return -EAGAIN;
+
+  receive_fn *receive = (receive_fn *)remote->receive_default;
+  ssize_t got = receive(sock, buffer, length, flags, abstract);
+  if (got == -EAGAIN)
+    remote->receive_drained = true;
+  return got;
+}
+
+void remote_watch_receive(struct remote *remote)
+{
+  remote->receive_default =
+      libssh2_session_callback_set2(remote->session, LIBSSH2_CALLBACK_RECV,
+                                    (libssh2_cb_generic *)receive_polled);
+}
+
 void remote_break(struct remote *remote)
 {
   if (remote->broken)
@@ -77,6 +111,7 @@ bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms)
 
   enum ag_code code = sock_wait(remote->socket, want_read, want_write,
                                 left > INT32_MAX ? INT32_MAX : (int)left, NULL);
+  remote->receive_drained = false;
   if (code != AG_OK) {
     /* The call cannot finish after a timeout or a failed wait, so the
      * caller reports rc (still EAGAIN) as a timeout. */

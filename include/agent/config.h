@@ -52,6 +52,8 @@ struct config {
   char
       *host_key_sha256; /* "SHA256:<base64>" as ssh-keygen -l prints, or NULL */
   int timeout;          /* seconds without progress before an operation fails */
+  char *ciphers; /* comma-separated SSH cipher names in order of preference,
+                    or NULL for the agent's default order */
 
   /* Secrets read from passphrase_file and password_file, or NULL. They are
    * wiped by config_free(). */

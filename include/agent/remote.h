@@ -76,6 +76,10 @@ enum ag_code remote_keepalive(struct remote *remote, int interval,
 const char *remote_host_key_fingerprint(const struct remote *remote);
 const char *remote_host_key_type(const struct remote *remote);
 
+/* Return the name of the cipher that encrypts what the server sends, such
+ * as "aes128-gcm@openssh.com". Valid while remote is open. */
+const char *remote_cipher(const struct remote *remote);
+
 /* List dir. With recursive, walk its subfolders depth first, reporting
  * each file under its path relative to dir; folders whose absolute path
  * equals one of skip[0..skip_count) are neither reported nor entered.
@@ -91,10 +95,13 @@ enum ag_code remote_list(struct remote *remote, const char *dir, bool recursive,
 enum ag_code remote_stat(struct remote *remote, const char *path,
                          struct remote_entry *entry, struct ag_error *err);
 
-/* Download path, passing each block to fn. Fails with AG_ECHANGED when the
- * number of bytes read differs from expect_size, or when the file's size
- * or mtime differ from the expected values once the read is done, and
- * with AG_ENOENT when the file is gone. */
+/* Download path, passing each block to fn. Reads expect_size bytes and no
+ * more, then stats path without following a final symlink. Fails with
+ * AG_ECHANGED when the file ends before expect_size. Fails with
+ * AG_ECHANGED too when the file at path then is no regular file, or when
+ * its size or mtime differ from the expected values. Fails with AG_ENOENT
+ * when the file is gone, before or after the read. fn may have received
+ * data before any error. */
 enum ag_code remote_download(struct remote *remote, const char *path,
                              uint64_t expect_size, int64_t expect_mtime,
                              remote_data_fn fn, void *ctx,

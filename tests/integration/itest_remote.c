@@ -20,9 +20,11 @@
 #include <openssl/evp.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1039,13 +1041,14 @@ static void download_detects_change(void **state)
   assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
   struct remote *remote = connect_default();
 
-  /* The file is longer than the listing reported. */
+  /* The file is longer than the listing reported. The download reads the
+   * listed size and no more, and the lstat after it finds the growth. */
   assert_int_equal(
       remote_download(remote, path, 4, 1650000002, collect_data, &sink, &err),
       AG_ECHANGED);
   print_message("message: %s\n", err.message);
-  assert_contains(err.message, "read 5 bytes, expected 4");
-  assert_int_equal(sink.bytes, 0);
+  assert_contains(err.message, "size is now 5 bytes, expected 4");
+  assert_int_equal(sink.bytes, 4);
 
   /* The file is shorter than the listing reported. */
   ag_error_clear(&err);
@@ -1169,6 +1172,270 @@ static void download_parallel_sessions(void **state)
     assert_memory_equal(actual, expected[i], 32);
     EVP_MD_CTX_free(jobs[i].sink.digest);
   }
+}
+
+/* Send signal to every process below the fixture's sshd listener: the
+ * processes that serve the open connections. Returns how many there
+ * were. */
+static int signal_sessions(int signal)
+{
+  enum { PIDS_MAX = 256 };
+  char path[PATH_SIZE + 16];
+  char text[64] = "";
+  pid_t family[PIDS_MAX];
+  int count = 1;
+  int signalled = 0;
+
+  format_text(path, sizeof(path), "%s/sshd.pid", fixture.dir);
+  FILE *file = fopen(path, "r");
+  assert_non_null(file);
+  assert_non_null(fgets(text, sizeof(text), file));
+  fclose(file);
+  family[0] = (pid_t)atoi(text);
+  assert_true(family[0] > 1);
+
+  /* Each pass over /proc adds the children of the processes found so far
+   * until no new one appears. */
+  for (int added = 1; added > 0;) {
+    added = 0;
+    DIR *proc = opendir("/proc");
+    assert_non_null(proc);
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL && count < PIDS_MAX) {
+      pid_t pid = (pid_t)atoi(entry->d_name);
+      if (pid <= 0)
+        continue;
+      format_text(path, sizeof(path), "/proc/%d/stat", (int)pid);
+      char stat[512] = "";
+      FILE *stat_file = fopen(path, "r");
+      if (stat_file == NULL)
+        continue;
+      size_t got = fread(stat, 1, sizeof(stat) - 1, stat_file);
+      fclose(stat_file);
+      stat[got] = '\0';
+      const char *after_name = strrchr(stat, ')');
+      int parent = 0;
+      if (after_name == NULL || sscanf(after_name, ") %*c %d", &parent) != 1)
+        continue;
+      bool known = false, child = false;
+      for (int i = 0; i < count; i++) {
+        known = known || family[i] == pid;
+        child = child || family[i] == (pid_t)parent;
+      }
+      if (child && !known) {
+        family[count++] = pid;
+        added++;
+      }
+    }
+    closedir(proc);
+  }
+  for (int i = 1; i < count; i++) {
+    if (kill(family[i], signal) == 0)
+      signalled++;
+  }
+  return signalled;
+}
+
+static enum ag_code freeze_server(void *ctx, const void *data, size_t len,
+                                  struct ag_error *err)
+{
+  (void)data;
+  (void)len;
+  (void)err;
+  int *frozen = ctx;
+  *frozen = signal_sessions(SIGSTOP);
+  return AG_OK;
+}
+
+/* A server that stops replying after the read: the lstat and the close
+ * that follow it time out within the configured timeout, and the session
+ * is broken. */
+static void download_check_times_out(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct config config;
+  struct ag_error err = {0};
+  struct timespec start;
+  int frozen = 0;
+
+  fresh_dir("download-stall", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/export.xml", dir);
+  write_file(path, "<export/>\n", 10);
+  set_mtime(path, 1650000000);
+  base_config(&config, fixture.key_ed25519);
+  config.timeout = 1;
+  struct remote *remote = connect_ok(&config);
+
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  enum ag_code code = remote_download(remote, path, 10, 1650000000,
+                                      freeze_server, &frozen, &err);
+  double elapsed = seconds_since(&start);
+  int thawed = signal_sessions(SIGCONT);
+  print_message("message: %s (%.2f s)\n", err.message, elapsed);
+  assert_true(frozen > 0);
+  assert_true(thawed >= frozen);
+  assert_int_equal(code, AG_ETIMEDOUT);
+  assert_contains(err.message, "cannot stat '");
+  assert_contains(err.message, "no response within 1 s");
+  assert_true(elapsed >= 0.9);
+  assert_true(elapsed < 5.0);
+
+  /* The session is broken, so the next request fails at once. */
+  struct remote_entry entry;
+  ag_error_clear(&err);
+  assert_int_equal(remote_stat(remote, path, &entry, &err), AG_ECONNECT);
+  remote_close(remote);
+
+  /* The server serves new sessions again. */
+  remote = connect_default();
+  ag_error_clear(&err);
+  assert_int_equal(remote_stat(remote, path, &entry, &err), AG_OK);
+  remote_close(remote);
+}
+
+/* ---- Ciphers --------------------------------------------------------- */
+
+/* Write size bytes of pseudo-random data to path and store their SHA-256
+ * in digest. */
+static void write_random_file(const char *path, size_t size,
+                              unsigned char *digest)
+{
+  unsigned char *data = malloc(size > 0 ? size : 1);
+  uint32_t state32 = (uint32_t)size;
+
+  assert_non_null(data);
+  for (size_t i = 0; i < size; i++) {
+    state32 = state32 * 1103515245u + 12345u;
+    data[i] = (unsigned char)(state32 >> 16);
+  }
+  write_file(path, data, size);
+  set_mtime(path, 1650000004);
+  sha256(data, size, digest);
+  free(data);
+}
+
+/* Download path of size bytes over remote and compare it with digest. */
+static void check_download(struct remote *remote, const char *path, size_t size,
+                           const unsigned char *digest)
+{
+  struct sink sink = {.digest = EVP_MD_CTX_new()};
+  struct ag_error err = {0};
+  unsigned char actual[32];
+
+  assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
+  enum ag_code code = remote_download(remote, path, size, 1650000004,
+                                      collect_data, &sink, &err);
+  if (code != AG_OK)
+    print_error("remote_download: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_int_equal(sink.bytes, size);
+  assert_int_equal(EVP_DigestFinal_ex(sink.digest, actual, NULL), 1);
+  assert_memory_equal(actual, digest, 32);
+  EVP_MD_CTX_free(sink.digest);
+}
+
+/* libssh2 computes chacha20-poly1305 with less CPU time per byte than
+ * AES-GCM, so the agent offers it first, and OpenSSH takes the client's
+ * first choice. */
+static void cipher_default_is_chacha20(void **state)
+{
+  (void)state;
+  struct remote *remote = connect_default();
+
+  assert_string_equal(remote_cipher(remote), "chacha20-poly1305@openssh.com");
+  remote_close(remote);
+}
+
+/* Each cipher that [server] ciphers names is negotiated and carries a
+ * download of many packets intact, and the first listed one wins. */
+static void cipher_configured_is_used(void **state)
+{
+  (void)state;
+  static const char *const cases[][2] = {
+      {"aes128-gcm@openssh.com", "aes128-gcm@openssh.com"},
+      {"aes256-gcm@openssh.com", "aes256-gcm@openssh.com"},
+      {"aes128-ctr", "aes128-ctr"},
+      {"aes256-ctr", "aes256-ctr"},
+      {"chacha20-poly1305@openssh.com", "chacha20-poly1305@openssh.com"},
+      {"aes256-ctr,aes128-gcm@openssh.com", "aes256-ctr"},
+  };
+  const size_t size = 200 * 1000 + 3;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  unsigned char digest[32];
+
+  fresh_dir("ciphers", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/data.bin", dir);
+  write_random_file(path, size, digest);
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct config config;
+    char ciphers[128];
+    base_config(&config, fixture.key_ed25519);
+    snprintf(ciphers, sizeof(ciphers), "%s", cases[i][0]);
+    config.ciphers = ciphers;
+    print_message("ciphers = %s\n", ciphers);
+    struct remote *remote = connect_ok(&config);
+    assert_string_equal(remote_cipher(remote), cases[i][1]);
+    check_download(remote, path, size, digest);
+    remote_close(remote);
+  }
+}
+
+/* A name that libssh2 does not know is a config error, reported before
+ * any network traffic with the names that work. */
+static void cipher_unknown_name_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err = {0};
+  char ciphers[] = "aes128-gcm@openssh.com,twofish-gcm";
+
+  base_config(&config, fixture.key_ed25519);
+  config.ciphers = ciphers;
+  connect_fails(&config, AG_ECONFIG, &err);
+  assert_contains(err.message, "[server] ciphers names 'twofish-gcm'");
+  assert_contains(err.message, "chacha20-poly1305@openssh.com");
+  assert_contains(err.message, "aes256-ctr");
+}
+
+/* A cipher that libssh2 supports and OpenSSH 9.2 does not offer by
+ * default fails the handshake. */
+static void cipher_not_offered_fails(void **state)
+{
+  (void)state;
+  struct config config;
+  struct ag_error err = {0};
+  char ciphers[] = "3des-cbc";
+
+  base_config(&config, fixture.key_ed25519);
+  config.ciphers = ciphers;
+  connect_fails(&config, AG_ECONNECT, &err);
+  assert_contains(err.message, "cannot complete the SSH handshake");
+  assert_contains(err.message, "none of the ciphers '3des-cbc'");
+}
+
+/* Files of sizes around libssh2's 30000-byte read request, around four
+ * times it and around the 1 MiB block arrive intact, the empty file
+ * included. */
+static void download_sizes_intact(void **state)
+{
+  (void)state;
+  static const size_t sizes[] = {0,     1,      3,      4,           5,
+                                 7499,  7500,   7501,   29999,       30000,
+                                 30001, 120001, 131072, 1024 * 1024, 4194307};
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+
+  fresh_dir("download-sizes", dir, sizeof(dir));
+  struct remote *remote = connect_default();
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    unsigned char digest[32];
+    format_text(path, sizeof(path), "%s/file%zu.bin", dir, sizes[i]);
+    write_random_file(path, sizes[i], digest);
+    print_message("size %zu\n", sizes[i]);
+    check_download(remote, path, sizes[i], digest);
+  }
+  remote_close(remote);
 }
 
 /* ---- Rename, delete, mkdirs, write_new -------------------------------- */
@@ -1308,6 +1575,12 @@ int main(void)
       cmocka_unit_test(download_detects_change),
       cmocka_unit_test(download_missing_and_callback_error),
       cmocka_unit_test(download_parallel_sessions),
+      cmocka_unit_test(download_sizes_intact),
+      cmocka_unit_test(download_check_times_out),
+      cmocka_unit_test(cipher_default_is_chacha20),
+      cmocka_unit_test(cipher_configured_is_used),
+      cmocka_unit_test(cipher_unknown_name_fails),
+      cmocka_unit_test(cipher_not_offered_fails),
       cmocka_unit_test(rename_moves_and_never_replaces),
       cmocka_unit_test(unlink_deletes_once),
       cmocka_unit_test(mkdirs_creates_nested_folders),

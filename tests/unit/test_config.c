@@ -962,6 +962,47 @@ static void test_layout_rejected(void **state)
   }
 }
 
+static void test_ciphers_stored(void **state)
+{
+  struct fixture *f = *state;
+
+  assert_int_equal(load_base(f, NULL, ""), AG_OK);
+  assert_null(f->config->ciphers);
+  config_free(f->config);
+  f->config = NULL;
+
+  assert_int_equal(
+      load_base(f, NULL,
+                "[server]\nciphers = aes128-gcm@openssh.com,aes256-ctr\n"),
+      AG_OK);
+  assert_string_equal(f->config->ciphers, "aes128-gcm@openssh.com,aes256-ctr");
+}
+
+static void test_ciphers_rejected(void **state)
+{
+  struct fixture *f = *state;
+  static const char *const cases[][2] = {
+      {"aes128-gcm@openssh.com,,aes256-ctr", "separated by single commas"},
+      {",aes256-ctr", "separated by single commas"},
+      {"aes256-ctr,", "separated by single commas"},
+      {"aes128-gcm@openssh.com, aes256-ctr", "no spaces"},
+      {"aes256-ctr,aes128-ctr,aes256-ctr", "'aes256-ctr' is listed twice"},
+      {"aes256-ctr,a\xc3\xa4s", "only printable ASCII"},
+      {"aes256-ctr,"
+       "a1234567890123456789012345678901234567890123456789012345678901234",
+       "1 to 64 characters"},
+  };
+
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char extra[256];
+
+    snprintf(extra, sizeof(extra), "[server]\nciphers = %s\n", cases[i][0]);
+    ag_error_clear(&f->err);
+    expect_line_error(f, extra, BASE_LINE_COUNT + 2, "invalid ciphers");
+    assert_contains(f->err.message, cases[i][1]);
+  }
+}
+
 static void test_name_default_patterns(void **state)
 {
   struct fixture *f = *state;
@@ -1298,6 +1339,8 @@ int main(void)
       TEST(test_fingerprint_invalid),
       TEST(test_layout_accepted),
       TEST(test_layout_rejected),
+      TEST(test_ciphers_stored),
+      TEST(test_ciphers_rejected),
       TEST(test_name_default_patterns),
       TEST(test_name_include_exclude),
       TEST(test_name_empty_include),

@@ -98,6 +98,7 @@ set(WINDOWS_INTEGRATION_TESTS
   test_sync_samples      # the sample exports of tests/data
   test_sync_csv_options  # delimiters, encodings and grouping of CSV
   test_sync_layout       # recursive inboxes and archive layouts
+  test_sync_ciphers      # [server] ciphers and the negotiated cipher
 )
 set(AGENT_TEST_ENV
   "AGENT_BIN=${CMAKE_CURRENT_SOURCE_DIR}/windows/wine-agent.sh"
