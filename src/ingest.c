@@ -48,8 +48,8 @@ struct download {
 };
 
 /* Append a block to a download held in memory. The buffer starts at the
- * listed size plus one byte, the most that remote_download() reads before
- * it reports a changed file, and grows if a block goes beyond. */
+ * listed size, which remote_download() never reads past, plus one byte so
+ * that malloc() never gets 0. It grows only if a block goes beyond. */
 static enum ag_code append_to_memory(struct download *download,
                                      const void *data, size_t len,
                                      struct ag_error *err)
