@@ -4,12 +4,18 @@
  * fsync, rename) but no SFTP, no SHA-256 and no manifest, so its time is
  * parsing plus writing. Each NAME=NEW argument is a [mapping] entry
  * (NAME=- drops the key), and with any of them the items go through the
- * mapping as in the agent.
+ * mapping as in the agent. --repeat N parses the file N times in one
+ * process, each time into a new document, as the agent does for a backlog
+ * of small exports. bench/parse_profile.sh takes the difference of two
+ * such runs to count the instructions of one parse without those of the
+ * process start.
  *
- * Usage: parse_driver xml|csv|json FILE OUTPUT_DIR [NAME=NEW ...]
- * Prints the number of items and exits 0, or prints the error and exits
- * 1. */
+ * Usage: parse_driver [--repeat N] xml|csv|json FILE OUTPUT_DIR
+ *                     [NAME=NEW ...]
+ * Prints the number of items of each parse and exits 0, or prints the
+ * error and exits 1. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -70,45 +76,17 @@ static enum ag_code parse_mapped(const char *format, const char *path,
   return code;
 }
 
-int main(int argc, char **argv)
+/* Parse path once into a new document in dir and publish it. Returns 0,
+ * or 1 after printing the error. */
+static int parse_once(const char *format, const char *path, const char *dir,
+                      const struct config_mapping *entries, int entry_count,
+                      const struct output_source *source)
 {
-  static struct config_mapping entries[CONFIG_MAX_MAPPINGS];
   struct ag_error err;
-  struct stat info;
   struct output_doc *doc = NULL;
-  int entry_count = -1;
-
-  if (argc >= 4 &&
-      (strcmp(argv[1], "xml") == 0 || strcmp(argv[1], "csv") == 0 ||
-       strcmp(argv[1], "json") == 0))
-    entry_count = parse_mapping(argv + 4, argc - 4, entries);
-  if (entry_count < 0) {
-    fprintf(stderr,
-            "Usage: parse_driver xml|csv|json FILE OUTPUT_DIR [NAME=NEW ...]\n"
-            "NAME=- drops the key; at most %d entries.\n",
-            CONFIG_MAX_MAPPINGS);
-    return 2;
-  }
-  const char *format = argv[1];
-  const char *path = argv[2];
-  const char *dir = argv[3];
 
   ag_error_clear(&err);
-  if (stat(path, &info) != 0) {
-    perror(path);
-    return 1;
-  }
-  struct output_source source = {
-      .inbox = "/bench",
-      .rel = path,
-      .rel_len = strlen(path),
-      .size = (uint64_t)info.st_size,
-      .mtime = (int64_t)info.st_mtime,
-      .sha256 = PLACEHOLDER_SHA256,
-      .format = format,
-  };
-
-  enum ag_code code = output_begin(dir, &source, &doc, &err);
+  enum ag_code code = output_begin(dir, source, &doc, &err);
   if (code == AG_OK)
     code = parse_mapped(format, path, entries, entry_count, doc, &err);
   if (code != AG_OK) {
@@ -124,5 +102,63 @@ int main(int argc, char **argv)
     return 1;
   }
   printf("%zu items\n", items);
+  return 0;
+}
+
+/* Return the value of "--repeat N" at argv[1], or 1 without it, and move
+ * *argc and *argv past it. Returns 0 for an invalid N. */
+static long take_repeat(int *argc, char ***argv)
+{
+  if (*argc < 3 || strcmp((*argv)[1], "--repeat") != 0)
+    return 1;
+
+  char *end;
+  long repeat = strtol((*argv)[2], &end, 10);
+  *argc -= 2;
+  *argv += 2;
+  return *end == '\0' && repeat > 0 ? repeat : 0;
+}
+
+int main(int argc, char **argv)
+{
+  static struct config_mapping entries[CONFIG_MAX_MAPPINGS];
+  struct stat info;
+  int entry_count = -1;
+  long repeat = take_repeat(&argc, &argv);
+
+  if (repeat > 0 && argc >= 4 &&
+      (strcmp(argv[1], "xml") == 0 || strcmp(argv[1], "csv") == 0 ||
+       strcmp(argv[1], "json") == 0))
+    entry_count = parse_mapping(argv + 4, argc - 4, entries);
+  if (entry_count < 0) {
+    fprintf(stderr,
+            "Usage: parse_driver [--repeat N] xml|csv|json FILE OUTPUT_DIR "
+            "[NAME=NEW ...]\n"
+            "NAME=- drops the key; at most %d entries. N is at least 1.\n",
+            CONFIG_MAX_MAPPINGS);
+    return 2;
+  }
+  const char *format = argv[1];
+  const char *path = argv[2];
+  const char *dir = argv[3];
+
+  if (stat(path, &info) != 0) {
+    perror(path);
+    return 1;
+  }
+  struct output_source source = {
+      .inbox = "/bench",
+      .rel = path,
+      .rel_len = strlen(path),
+      .size = (uint64_t)info.st_size,
+      .mtime = (int64_t)info.st_mtime,
+      .sha256 = PLACEHOLDER_SHA256,
+      .format = format,
+  };
+
+  for (long i = 0; i < repeat; i++) {
+    if (parse_once(format, path, dir, entries, entry_count, &source) != 0)
+      return 1;
+  }
   return 0;
 }

@@ -578,6 +578,118 @@ static void many_annotations(void **state)
   parse_result_release(&result);
 }
 
+static void attribute_references_decoded(void **state)
+{
+  struct parse_result result;
+  (void)state;
+
+  /* libxml2 passes a value that held a reference with each '&' written
+   * as "&#38;". The values must come out decoded all the same. */
+  parse_text("<export><results>\n"
+             "<annotation url='https://x.example/a/12?a=1&amp;b=&#38;c&#x26;"
+             "d&lt;&#62;&quot;'>"
+             "<document url='https://x.example/d/1&#10;x\ty'/>"
+             "<content><section schema_id='s'>"
+             "<datapoint schema_id='a&amp;b'>1</datapoint>"
+             "<datapoint schema_id='q&#38;&#38;'>v&#38;w</datapoint>"
+             "</section></content>"
+             "<metadata><item key='k&amp;'>m</item></metadata>"
+             "</annotation></results></export>",
+             &result);
+  assert_int_equal(result.code, AG_OK);
+
+  json_t *item = result_item(&result, 0);
+  assert_string_equal(text_of(item, "url"),
+                      "https://x.example/a/12?a=1&b=&c&d<>\"");
+  assert_string_equal(text_of(item, "id"), "12?a=1&b=&c&d<>\"");
+  /* A character reference keeps the newline, but a literal tab becomes a
+   * space by attribute value normalization. */
+  assert_string_equal(text_of(item, "document_url"),
+                      "https://x.example/d/1\nx y");
+  assert_string_equal(field(item, "a&b"), "1");
+  assert_string_equal(field(item, "q&&"), "v&w");
+  assert_string_equal(text_of(json_object_get(item, "metadata"), "k&"), "m");
+  parse_result_release(&result);
+}
+
+static void namespaced_names(void **state)
+{
+  struct parse_result result;
+  (void)state;
+
+  /* Inside an annotation only local names count, and the first attribute
+   * of a local name wins, whatever its namespace. A default namespace
+   * keeps <export> an export. */
+  parse_text("<export xmlns='urn:rossum' xmlns:q='urn:q'><results>\n"
+             "<annotation q:url='https://x.example/a/7' url='https://x/a/8'>"
+             "<q:status>exported</q:status>"
+             "<document url='first' q:url='second'>"
+             "<q:file_name>f.pdf</q:file_name></document>"
+             "<content><q:section schema_id='s'>"
+             "<q:datapoint q:schema_id='one' schema_id='two'>v</q:datapoint>"
+             "</q:section></content>"
+             "<q:automated>true</q:automated>"
+             "</annotation></results></export>",
+             &result);
+  assert_int_equal(result.code, AG_OK);
+
+  json_t *item = result_item(&result, 0);
+  assert_int_equal(json_integer_value(json_object_get(item, "id")), 7);
+  assert_string_equal(text_of(item, "status"), "exported");
+  assert_string_equal(text_of(item, "file_name"), "f.pdf");
+  assert_string_equal(text_of(item, "document_url"), "first");
+  assert_string_equal(field(item, "one"), "v");
+  assert_true(json_is_true(json_object_get(item, "automated")));
+  parse_result_release(&result);
+
+  parse_text("<x:export xmlns:x='urn:x'><results/></x:export>", &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 1: root element is <x:export>, expected "
+                       "<export>");
+  parse_result_release(&result);
+}
+
+static void mixed_character_data(void **state)
+{
+  struct parse_result result;
+  (void)state;
+
+  /* Text, CDATA sections and character references join, but comments and
+   * processing instructions do not count. <automated> counts the text of
+   * its child elements too. */
+  parse_text("<export><results><annotation url='https://x.example/a/3'>\n"
+             "<status><!-- c -->ex<![CDATA[por<ted>]]><?pi x?>&#116;ed"
+             "</status>\n"
+             "<arrived_at>  spaced  </arrived_at><exported_at/>\n"
+             "<automated>t<x>ru</x><!-- c -->e</automated>\n"
+             "<content> lead <section schema_id='s'> a\n"
+             "<datapoint schema_id='d'> x <!-- y --> z </datapoint> b\n"
+             "<multivalue schema_id='m'> t1 <tuple> t2 "
+             "<datapoint schema_id='c'><![CDATA[2]]><![CDATA[3]]></datapoint>"
+             "</tuple></multivalue></section></content>\n"
+             "</annotation></results></export>",
+             &result);
+  assert_int_equal(result.code, AG_OK);
+
+  json_t *item = result_item(&result, 0);
+  assert_string_equal(text_of(item, "status"), "expor<ted>ted");
+  assert_string_equal(text_of(item, "arrived_at"), "  spaced  ");
+  assert_string_equal(text_of(item, "exported_at"), "");
+  assert_true(json_is_true(json_object_get(item, "automated")));
+  assert_string_equal(field(item, "d"), " x  z ");
+  assert_string_equal(cell(item, "m", 0, "c"), "23");
+  parse_result_release(&result);
+
+  parse_text("<export><results><annotation>\n"
+             "<automated>fa<x>l<y>s</y></x>x</automated>"
+             "</annotation></results></export>",
+             &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: <automated> is \"falsx\", expected true or "
+                       "false");
+  parse_result_release(&result);
+}
+
 /* --- hostile and broken documents --- */
 
 static void doctype_entity_expansion(void **state)
@@ -642,8 +754,8 @@ static void doctype_in_utf16(void **state)
   char utf16[2 + 2 * sizeof(text)];
   (void)state;
 
-  /* UTF-16LE with a BOM hides the ASCII bytes of "<!DOCTYPE", so the
-   * reader's DOCTYPE node check is what rejects the file. */
+  /* UTF-16LE with a BOM hides the ASCII bytes of "<!DOCTYPE", so the SAX
+   * callback for the internal subset is what rejects the file. */
   size_t len = 0;
   utf16[len++] = '\xFF';
   utf16[len++] = '\xFE';
@@ -677,12 +789,12 @@ static void truncated_document(void **state)
       {"cut inside a value",
        "<?xml version=\"1.0\"?>\n<export>\n<results>\n"
        "<annotation url='https://x.example/a/1'><status>exp",
-       "line 4: truncated or malformed XML: Extra content at the end of "
-       "the document"},
+       "line 4: truncated or malformed XML: Premature end of data in tag "
+       "status line 4"},
       {"cut after the last annotation",
        "<export><results><annotation/></results>\n",
-       "line 1: truncated or malformed XML: Extra content at the end of "
-       "the document"},
+       "line 2: truncated or malformed XML: Premature end of data in tag "
+       "export line 1"},
       {"second root element", "<export><results/></export>\n<export/>",
        "line 2: truncated or malformed XML: Extra content at the end of "
        "the document"},
@@ -948,22 +1060,87 @@ static void text_node_over_limit(void **state)
   parse_result_release(&result);
 }
 
-static void markup_over_input_limit(void **state)
+static void markup_over_size_limits(void **state)
 {
   struct text_buffer document = {0};
   struct parse_result result;
   (void)state;
 
-  /* A start tag that does not end within libxml2's 10,000,000-byte input
-   * buffer, here because of one huge attribute value. */
+  /* An attribute value longer than libxml2's XML_MAX_TEXT_LENGTH. */
   buffer_append(&document, "<export><results>\n<annotation url='");
   buffer_fill(&document, 'u', 11000000);
   buffer_append(&document, "'/></results></export>");
   parse_buffer(&document, &result);
   assert_parse_failure(&result, AG_EPARSE,
-                       "start tag, CDATA section or comment longer than "
+                       "line 2: attribute value longer than libxml2's limit "
+                       "of 10000000 bytes");
+  assert_not_contains(result.err.message, "AttValue");
+  parse_result_release(&result);
+
+  buffer_append(&document, "<export><results/>\n<!--");
+  buffer_fill(&document, 'c', 11000000);
+  buffer_append(&document, "--></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: comment longer than libxml2's limit of "
+                       "10000000 bytes");
+  parse_result_release(&result);
+
+  buffer_append(&document, "<export><results/>\n<?note ");
+  buffer_fill(&document, 'p', 11000000);
+  buffer_append(&document, "?></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: processing instruction longer than libxml2's "
+                       "limit of 10000000 bytes");
+  parse_result_release(&result);
+
+  /* A start tag whose attribute values, each within the limit, do not
+   * fit in libxml2's input buffer together. */
+  buffer_append(&document, "<export><results>\n<annotation a='");
+  buffer_fill(&document, 'a', 6000000);
+  buffer_append(&document, "' b='");
+  buffer_fill(&document, 'b', 6000000);
+  buffer_append(&document, "'/></results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: start tag or other markup longer than "
                        "libxml2's input limit of 10000000 bytes");
   assert_not_contains(result.err.message, "Huge input lookup");
+  parse_result_release(&result);
+
+  /* A single CDATA section one byte over the text limit. */
+  buffer_append(&document, "<export><results><annotation><status>\n"
+                           "<![CDATA[");
+  buffer_fill(&document, 'a', 10000001);
+  buffer_append(&document, "]]></status></annotation></results></export>");
+  parse_buffer(&document, &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: CDATA section longer than the limit of "
+                       "10000000 bytes");
+  assert_int_equal(json_array_size(result.collector.items), 0);
+  parse_result_release(&result);
+}
+
+static void cdata_at_limit(void **state)
+{
+  const size_t len = 10000000;
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<export>\n<results>\n"
+                           "<annotation url='https://x.example/a/1'><content>"
+                           "<section schema_id='s'>\n"
+                           "<datapoint schema_id='value'><![CDATA[");
+  buffer_fill(&document, 'c', len);
+  buffer_append(&document, "]]></datapoint>\n</section></content>"
+                           "</annotation></results></export>\n");
+  parse_buffer(&document, &result);
+
+  json_t *value = only_value(&result);
+  assert_int_equal(json_string_length(value), len);
+  assert_int_equal(strspn(json_string_value(value), "c"), len);
   parse_result_release(&result);
 }
 
@@ -1074,7 +1251,8 @@ static void depth_over_limit(void **state)
       "line 64: element nesting deeper than the limit of 64 levels");
   parse_result_release(&result);
 
-  /* Beyond 256 levels libxml2 stops first, and its message is reworded. */
+  /* libxml2 2.9.14 stops at 256 levels by itself ("Excessive depth in
+   * document"), but the parser's own limit comes first. */
   build_nested_export(&document, 300, true);
   parse_buffer(&document, &result);
   assert_parse_failure(&result, AG_EPARSE,
@@ -1217,6 +1395,80 @@ static void doctype_in_comment_accepted(void **state)
   assert_int_equal(result.code, AG_OK);
   assert_int_equal(result.collector.begin_calls, 1);
   parse_result_release(&result);
+}
+
+static void doctype_after_other_markup(void **state)
+{
+  static const char *const accepted[] = {
+      "<?pi <!DOCTYPE export>?>\n<export><results/></export>",
+      "<!-- a -->\n<export><results><annotation><status>"
+      "<![CDATA[<!DOCTYPE x>]]></status></annotation></results></export>",
+      "<export><results/></export>\n<!-- ]]> <!DOCTYPE - -> -->",
+  };
+  struct parse_result result;
+  (void)state;
+
+  for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+    parse_text(accepted[i], &result);
+    assert_int_equal(result.code, AG_OK);
+    parse_result_release(&result);
+  }
+
+  /* "--->" ends the comment for the raw scan, which rejects the DOCTYPE
+   * after it before libxml2 reads the comment. */
+  parse_text("<!-- a --->\n<?pi ?\?>\n<!DOCTYPE export>\n<export/>", &result);
+  assert_parse_failure(&result, AG_EPARSE, "line 3: DOCTYPE is not allowed");
+  parse_result_release(&result);
+}
+
+/* Values full of '=' make the quick count of the raw scan exceed the
+ * limit, so the scan counts again outside the quotes and must accept the
+ * tag. */
+static void attributes_with_equals_in_values(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  buffer_append(&document, "<export><results><annotation><content>\n"
+                           "<datapoint schema_id='x'");
+  for (int i = 0; i < 10; i++)
+    buffer_append(&document, " a%d='==========' b%d=\"a=b>c=d\"", i, i);
+  buffer_append(&document, ">v</datapoint></content></annotation>"
+                           "</results></export>");
+  parse_buffer(&document, &result);
+  assert_int_equal(result.code, AG_OK);
+  assert_string_equal(field(result_item(&result, 0), "x"), "v");
+  parse_result_release(&result);
+}
+
+/* libxml2 reads the input in blocks of about 4,000 bytes, and the raw
+ * scan takes a start tag that a block boundary cuts apart by its bytes.
+ * Tags at the limit and one over it are placed across the boundary at
+ * many offsets. */
+static void attributes_across_read_blocks(void **state)
+{
+  struct text_buffer document = {0};
+  struct parse_result result;
+  (void)state;
+
+  for (int padding = 3300; padding < 4100; padding += 37) {
+    for (int count = 64; count <= 65; count++) {
+      buffer_append(&document, "<export><results><annotation><content>\n");
+      buffer_fill(&document, ' ', (size_t)padding);
+      append_start_tag(&document, "datapoint", count);
+      buffer_append(&document, "v</datapoint></content></annotation>"
+                               "</results></export>");
+      parse_buffer(&document, &result);
+      if (count == 64)
+        assert_int_equal(result.code, AG_OK);
+      else
+        assert_parse_failure(&result, AG_EPARSE,
+                             "line 2: start tag with more than the limit of "
+                             "64 attributes");
+      parse_result_release(&result);
+    }
+  }
 }
 
 /* --- network access --- */
@@ -1454,6 +1706,25 @@ static void message_cut_keeps_utf8(void **state)
   parse_result_release(&result);
 }
 
+static void message_escapes_quoted_document(void **state)
+{
+  struct parse_result result;
+  (void)state;
+
+  /* libxml2 quotes up to 50 bytes of an unfinished CDATA section, here a
+   * tab, DEL and a UTF-8 character that the 50 bytes cut apart. */
+  parse_text("<export><results><annotation><status>\n<![CDATA[\t\x7F"
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xC3\xA9 ...",
+             &result);
+  assert_parse_failure(&result, AG_EPARSE,
+                       "line 2: CData section not finished \\x09\\x7F");
+  assert_non_null(strstr(result.err.message, "xxx\\xC3"));
+  assert_true(utf8_valid(result.err.message, strlen(result.err.message), NULL));
+  for (const char *c = result.err.message; *c != '\0'; c++)
+    assert_false((unsigned char)*c < 0x20 || *c == 0x7F);
+  parse_result_release(&result);
+}
+
 static void sink_error_stops(void **state)
 {
   struct parse_result result;
@@ -1495,6 +1766,9 @@ int main(void)
       cmocka_unit_test(id_not_numeric),
       cmocka_unit_test(bare_datapoint_in_multivalue),
       cmocka_unit_test(many_annotations),
+      cmocka_unit_test(attribute_references_decoded),
+      cmocka_unit_test(namespaced_names),
+      cmocka_unit_test(mixed_character_data),
       cmocka_unit_test(doctype_entity_expansion),
       cmocka_unit_test(doctype_external_entity),
       cmocka_unit_test(doctype_without_entities),
@@ -1510,7 +1784,8 @@ int main(void)
       cmocka_unit_test(value_of_one_mebibyte),
       cmocka_unit_test(text_node_at_limit),
       cmocka_unit_test(text_node_over_limit),
-      cmocka_unit_test(markup_over_input_limit),
+      cmocka_unit_test(markup_over_size_limits),
+      cmocka_unit_test(cdata_at_limit),
       cmocka_unit_test(many_line_items),
       cmocka_unit_test(depth_at_limit),
       cmocka_unit_test(depth_over_limit),
@@ -1520,10 +1795,14 @@ int main(void)
       cmocka_unit_test(attributes_rejected_before_parse),
       cmocka_unit_test(attributes_over_limit_utf16),
       cmocka_unit_test(doctype_in_comment_accepted),
+      cmocka_unit_test(doctype_after_other_markup),
+      cmocka_unit_test(attributes_with_equals_in_values),
+      cmocka_unit_test(attributes_across_read_blocks),
       cmocka_unit_test(network_references_rejected),
       cmocka_unit_test(network_entity_utf16),
       cmocka_unit_test(network_hints_ignored),
       cmocka_unit_test(message_cut_keeps_utf8),
+      cmocka_unit_test(message_escapes_quoted_document),
       cmocka_unit_test(sink_error_stops),
       cmocka_unit_test(missing_file),
   };
