@@ -62,6 +62,18 @@ const char *atomic_file_temp_name(const struct atomic_file *file)
          rpath_base_offset(file->temp_path, strlen(file->temp_path));
 }
 
+enum ag_code atomic_file_flush(struct atomic_file *file, struct ag_error *err)
+{
+  if (file->synced)
+    return AG_OK;
+  if (file->stream == NULL)
+    return ag_error_set(
+        err, AG_ELOCAL,
+        "cannot write '%s': an earlier sync failed and closed it",
+        file->temp_path);
+  return plat_flush(file->stream, file->temp_path, err);
+}
+
 enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err)
 {
   if (file->synced)

@@ -497,7 +497,7 @@ enum ag_code output_finish(struct output_doc *doc, struct atomic_file **out,
   if (code == AG_OK && flush_buffer(doc) != 0)
     code = ag_error_set(err, AG_ELOCAL, "cannot write '%s'", doc->temp_path);
   if (code == AG_OK)
-    code = atomic_file_sync(doc->output, err);
+    code = atomic_file_flush(doc->output, err);
   if (code != AG_OK) {
     output_abort(doc);
     return code;

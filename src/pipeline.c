@@ -87,6 +87,20 @@ enum ag_code agent_put_record(struct agent *agent, const void *key,
                       &worker->last_ticket, err);
 }
 
+enum ag_code agent_put_intent(struct agent *agent, const void *key,
+                              size_t key_len,
+                              const struct manifest_record *record,
+                              struct atomic_file *const *files, size_t count,
+                              struct ag_error *err)
+{
+  struct worker *worker = agent->worker;
+
+  if (worker == NULL)
+    return manifest_put(agent->manifest, key, key_len, record, err);
+  return recorder_put_synced(worker->pipeline->recorder, key, key_len, record,
+                             files, count, &worker->last_ticket, err);
+}
+
 enum ag_code agent_wait_records(struct agent *agent, struct ag_error *err)
 {
   struct worker *worker = agent->worker;
@@ -268,9 +282,15 @@ static enum ag_code advance_waiting(struct worker *worker, bool wait,
 /* Forget the waiting files after an error. Their records stay DOWNLOADED
  * with an intent, or DELIVERED, or never reach the manifest, so the next
  * pass finishes the publications, finishes the remote steps or takes the
- * files again. */
+ * files again. The recorder may still be syncing the outputs of intents
+ * that are not durable yet, so their commit, or the recorder's failure,
+ * comes before they are freed. */
 static void drop_waiting(struct worker *worker)
 {
+  struct ag_error ignored = {0};
+
+  if (worker->waiting_count > 0)
+    (void)agent_wait_records(&worker->view, &ignored);
   while (worker->waiting_count > 0)
     pop_waiting(worker);
 }
