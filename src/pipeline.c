@@ -194,6 +194,22 @@ static void pop_waiting(struct worker *worker)
   worker->waiting_count--;
 }
 
+/* Set *ready when the record with ticket is committed. With wait, wait
+ * for that commit first, which makes the recorder commit at once. Error:
+ * the recorder's failed commit. */
+static enum ag_code ticket_ready(struct worker *worker, uint64_t ticket,
+                                 bool wait, bool *ready, struct ag_error *err)
+{
+  struct recorder *recorder = worker->pipeline->recorder;
+
+  *ready = recorder_is_durable(recorder, ticket);
+  if (*ready || !wait)
+    return AG_OK;
+  enum ag_code code = recorder_wait(recorder, ticket, err);
+  *ready = code == AG_OK;
+  return code;
+}
+
 /* Rename the outputs of the waiting files whose publication intent is
  * committed, oldest first, and queue their DELIVERED records. With wait,
  * wait for the intents that are not committed yet; the first wait makes
@@ -203,25 +219,20 @@ static void pop_waiting(struct worker *worker)
 static enum ag_code publish_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
-  struct recorder *recorder = worker->pipeline->recorder;
-
   for (size_t i = 0; i < worker->waiting_count; i++) {
     struct delivery *next = waiting_at(worker, i);
+    bool ready = false;
 
     if (next->publication == NULL)
       continue;
-    if (!recorder_is_durable(recorder, next->ticket)) {
-      if (!wait)
-        break;
-      enum ag_code code = recorder_wait(recorder, next->ticket, err);
-      if (code != AG_OK)
-        return code;
-    }
+    enum ag_code code = ticket_ready(worker, next->ticket, wait, &ready, err);
+    if (code != AG_OK || !ready)
+      return code;
 
     struct ingest_pending *publication = next->publication;
     next->publication = NULL;
-    enum ag_code code = ingest_publish(&worker->view, next->file, &next->record,
-                                       publication, &worker->summary, err);
+    code = ingest_publish(&worker->view, next->file, &next->record, publication,
+                          &worker->summary, err);
     if (code != AG_OK) {
       next->abandoned = true;
       return code;
@@ -236,10 +247,9 @@ static enum ag_code publish_ready(struct worker *worker, bool wait,
 static enum ag_code dispose_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
-  struct recorder *recorder = worker->pipeline->recorder;
-
   while (worker->waiting_count > 0) {
     struct delivery *next = waiting_at(worker, 0);
+    bool ready = false;
 
     if (next->abandoned) {
       pop_waiting(worker);
@@ -247,16 +257,12 @@ static enum ag_code dispose_ready(struct worker *worker, bool wait,
     }
     if (next->publication != NULL)
       break;
-    if (!recorder_is_durable(recorder, next->ticket)) {
-      if (!wait)
-        break;
-      enum ag_code code = recorder_wait(recorder, next->ticket, err);
-      if (code != AG_OK)
-        return code;
-    }
+    enum ag_code code = ticket_ready(worker, next->ticket, wait, &ready, err);
+    if (code != AG_OK || !ready)
+      return code;
     wait = false;
 
-    enum ag_code code =
+    code =
         dispose_delivered(&worker->view, next->file->rel, next->file->rel_len,
                           &next->record, &worker->summary, err);
     pop_waiting(worker);
