@@ -15,8 +15,15 @@
 /* Files that a worker keeps while their publication intent or DELIVERED
  * record waits for a commit. Meanwhile it takes the next files, so it
  * never idles for a sync. When the list is full, it waits for the
- * oldest. */
-#define WAITING_MAX 32
+ * oldest. A file stays in the list for about two commits of the
+ * recorder, and with 32 the workers of a backlog often waited for a full
+ * list (docs/performance.md). */
+#define WAITING_MAX 128
+
+/* Files of the list whose intent waits for its commit. Their temporary
+ * outputs stay open until the recorder syncs them, so this bounds a
+ * worker's open files: with more, the worker waits for those intents. */
+#define PUBLISHING_MAX 32
 
 /* A file of at least this size takes long enough to transfer that the
  * outputs waiting in its worker are published before the worker starts
@@ -183,6 +190,16 @@ static struct delivery *waiting_at(struct worker *worker, size_t position)
   return &worker->waiting[(worker->waiting_first + position) % WAITING_MAX];
 }
 
+static size_t publishing_count(struct worker *worker)
+{
+  size_t count = 0;
+
+  for (size_t i = 0; i < worker->waiting_count; i++)
+    if (waiting_at(worker, i)->publication != NULL)
+      count++;
+  return count;
+}
+
 static void pop_waiting(struct worker *worker)
 {
   struct delivery *oldest = waiting_at(worker, 0);
@@ -337,7 +354,8 @@ static enum ag_code take_file(struct worker *worker,
 
   if (worker->waiting_count == WAITING_MAX)
     code = advance_waiting(worker, true, err);
-  else if (file->size >= PUBLISH_FIRST_BYTES)
+  else if (file->size >= PUBLISH_FIRST_BYTES ||
+           publishing_count(worker) >= PUBLISHING_MAX)
     code = publish_ready(worker, true, err);
   if (code != AG_OK)
     return code;
