@@ -204,7 +204,10 @@ make_listing() {
 # ---- Running one tool ----
 
 # Start a run: fresh remote folders with a copy of the workload, and an
-# empty local folder. Sets run_local and run_remote.
+# empty local folder. Sets run_local and run_remote. Everything written so
+# far goes to disk first: the tools that do not sync leave their outputs
+# dirty in the page cache, and their write-back during the next run would
+# slow down a tool that syncs, such as the agent.
 prepare_run() { # name source_dir
   run_local=$fs_dir/runs/$1
   run_remote=$sftp_root/runs/$1
@@ -212,6 +215,7 @@ prepare_run() { # name source_dir
   mkdir -p "$run_local/out" "$run_remote/inbox" "$run_remote/archive" \
     "$run_remote/error"
   find "$2" -maxdepth 1 -name '*.xml' -exec cp -t "$run_remote/inbox" {} +
+  sync
 }
 
 # Run a command with GNU time under a timeout, with its output in
