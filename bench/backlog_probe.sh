@@ -16,7 +16,15 @@
 #            runs the agent binary in $BENCH_BASE_AGENT.
 # Environment:
 #   BENCH_BUILD_DIR  CMake build folder with the agent (default build)
-#   BENCH_WORK       scratch folder (default /tmp/backlog-probe)
+#   BENCH_WORK       scratch folder, emptied at the start
+#                    (default /tmp/backlog-probe)
+#   BENCH_FS         file system of the runs and the sshd (bench/fs.sh):
+#                    root (default) uses BENCH_WORK where it is.
+#                    ext4-journal makes a fresh ext4 file system with a
+#                    journal in an image in BENCH_WORK, mounts it on
+#                    BENCH_WORK/fs and removes it at the end. It needs
+#                    root, e2fsprogs and mount.
+#   BENCH_FS_SIZE    size of the sparse image of ext4-journal (default 4G)
 #   BENCH_AGENT_WRAP command put before the agent, such as
 #                    "perf record -g -o /tmp/agent.perf --" or
 #                    "strace -f -c -o /tmp/agent.strace"
@@ -30,20 +38,44 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/fs.sh
+. "$top/bench/fs.sh"
 files=${1:-2000}
 rounds=${2:-3}
 shift 2 || shift $#
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=("default:")
 build_dir=${BENCH_BUILD_DIR:-$top/build}
-work=${BENCH_WORK:-/tmp/backlog-probe}
+bench_work=${BENCH_WORK:-/tmp/backlog-probe}
 agent=$build_dir/rossum-sftp-agent
 gen=$build_dir/tests/gen_export
 
-rm -rf "$work"
+bench_fs_check
+bench_fs_check_unmounted "$bench_work"
+rm -rf "$bench_work"
+mkdir -p "$bench_work"
+
+# The folder of the samples, runs and sshd: bench_work, or the file
+# system that bench_fs_mount made. The results stay in bench_work.
+work=''
+# The EXIT trap, which also runs after a failure or an interrupt. A second
+# Ctrl-C must not stop it halfway.
+clean_up() {
+  trap '' INT
+  if [ -n "$work" ]; then
+    bash "$top/tests/integration/sshd.sh" stop "$work/sshd"
+    rm -rf "$work/runs"
+  fi
+  bench_fs_unmount
+}
+trap clean_up EXIT
+# bash waits for a foreground command before it acts on a SIGINT sent to
+# the script alone, and then goes on unless the command died of it too.
+trap 'exit 130' INT
+bench_fs_mount "$bench_work"
+work=$bench_fs_dir
 mkdir -p "$work/samples"
 bash "$top/tests/integration/sshd.sh" start "$work/sshd" >/dev/null
-trap 'bash "$top/tests/integration/sshd.sh" stop "$work/sshd"; rm -rf "$work/runs"' EXIT
 # shellcheck disable=SC1091
 . "$work/sshd/env"
 
@@ -65,7 +97,8 @@ touch -d '2 minutes ago' "$remote/seed"/*.xml 2>/dev/null ||
 # Each run writes into a new local folder, and all of them are removed
 # only at the end. ext4 without a journal skips inodes freed in the last
 # minutes when it allocates new ones. Removing the outputs of one run just
-# before the next would make file creation in the next run slower.
+# before the next would make file creation in the next run slower. A
+# journaled ext4 (BENCH_FS=ext4-journal) does not skip them.
 run_number=0
 refill() {
   rm -rf "$remote/inbox" "$remote/archive" "$remote/error"
@@ -156,6 +189,8 @@ run_variant() { # variant
       write_config "$extra"
       local binary=$agent
       [ "$name" = base ] && binary=${BENCH_BASE_AGENT:?BENCH_BASE_AGENT is not set}
+      # BENCH_AGENT_WRAP is split into words on purpose.
+      # shellcheck disable=SC2086
       /usr/bin/time -f '%M %U %S' -o "$work/rss" ${BENCH_AGENT_WRAP:-} "$binary" sync -c "$work/agent.conf" \
         >/dev/null 2>"$work/stderr" || {
         echo "sync failed ($name):" >&2
@@ -177,11 +212,12 @@ run_variant() { # variant
   read -r rss user sys <<<"$(tail -n 1 "$work/rss")"
   printf '%s %.2f %s %.2f %.2f\n' "$name" "$(echo "$end - $start" | bc)" \
     "$rss" "$(echo "$user + $sys" | bc)" \
-    "$(echo "$server_after - $server_before" | bc)" | tee -a "$work/results"
+    "$(echo "$server_after - $server_before" | bc)" | tee -a "$bench_work/results"
 }
 
-: >"$work/results"
+: >"$bench_work/results"
 echo "# $files files, $rounds rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# file system (BENCH_FS=$bench_fs): $(bench_fs_describe "$work")"
 echo "# variant seconds peak_rss_kib client_cpu_s server_cpu_s"
 for _ in $(seq 1 "$rounds"); do
   for variant in "${variants[@]}"; do
@@ -195,7 +231,7 @@ for variant in "${variants[@]}"; do
   printf '%s' "$name"
   for column in 2 3 4 5; do
     printf ' %s' "$(awk -v n="$name" -v c="$column" '$1 == n { print $c }' \
-      "$work/results" | median)"
+      "$bench_work/results" | median)"
   done
   printf '\n'
 done

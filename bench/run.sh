@@ -30,12 +30,22 @@
 #                       headers included, such as $'[agent]\nlog_level = warn';
 #                       a key that the script sets already may not repeat
 #   BENCH_BUILD_DIR     CMake build folder with the agent (default build)
-#   BENCH_WORK_DIR      folder for data, runs and the sshd
+#   BENCH_WORK_DIR      folder for data, runs, results and the sshd
 #                       (default BENCH_BUILD_DIR/bench-run)
 #   BENCH_TIMEOUT       seconds after which one run fails (default 3600)
+#   BENCH_FS            file system of the data, runs and sshd (bench/fs.sh):
+#                       root (default) uses BENCH_WORK_DIR where it is.
+#                       ext4-journal makes a fresh ext4 file system with a
+#                       journal in an image in BENCH_WORK_DIR, mounts it on
+#                       BENCH_WORK_DIR/fs and removes it at the end. It
+#                       needs root, e2fsprogs and mount, and generates the
+#                       workloads again in every run.
+#   BENCH_FS_SIZE       size of the sparse image of ext4-journal (default 4G)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/fs.sh
+. "$top/bench/fs.sh"
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
   files=${BENCH_FILES:-500}
@@ -54,6 +64,9 @@ build_dir=${BENCH_BUILD_DIR:-$top/build}
 work=${BENCH_WORK_DIR:-$build_dir/bench-run}
 run_timeout=${BENCH_TIMEOUT:-3600}
 seed=20241104
+# The folder for data, runs and the sshd: work, or the file system that
+# bench_fs_mount made. Set in main.
+fs_dir=''
 
 die() {
   printf 'bench/run.sh: %s\n' "$*" >&2
@@ -139,11 +152,11 @@ build_agent() {
 
 # ---- Workloads ----
 
-# Each workload is generated once per size and kept in $work/data. A
+# Each workload is generated once per size and kept in $fs_dir/data. A
 # folder counts only with its .complete marker, so an interrupted
 # generation starts over.
 make_backlog() {
-  local dir=$work/data/backlog-$files i
+  local dir=$fs_dir/data/backlog-$files i
   backlog=$dir
   [ -f "$dir/.complete" ] && return
   note "generating $files exports of about 8 KB in $dir"
@@ -158,7 +171,7 @@ make_backlog() {
 }
 
 make_large() {
-  local dir=$work/data/large-$large_mb
+  local dir=$fs_dir/data/large-$large_mb
   large=$dir
   [ -f "$dir/.complete" ] && return
   note "generating one XML export of $large_mb MiB in $dir"
@@ -191,14 +204,18 @@ make_listing() {
 # ---- Running one tool ----
 
 # Start a run: fresh remote folders with a copy of the workload, and an
-# empty local folder. Sets run_local and run_remote.
+# empty local folder. Sets run_local and run_remote. Everything written so
+# far goes to disk first: the tools that do not sync leave their outputs
+# dirty in the page cache, and their write-back during the next run would
+# slow down a tool that syncs, such as the agent.
 prepare_run() { # name source_dir
-  run_local=$work/runs/$1
+  run_local=$fs_dir/runs/$1
   run_remote=$sftp_root/runs/$1
   rm -rf "$run_local" "$run_remote"
   mkdir -p "$run_local/out" "$run_remote/inbox" "$run_remote/archive" \
     "$run_remote/error"
   find "$2" -maxdepth 1 -name '*.xml' -exec cp -t "$run_remote/inbox" {} +
+  sync
 }
 
 # Run a command with GNU time under a timeout, with its output in
@@ -217,8 +234,16 @@ timed() {
 
 # Stop the benchmark because a tool failed or did not do the work.
 run_failed() { # what
+  local kept=$run_local
   note "$1"
-  note "stdout and stderr of the run are in $run_local; last lines:"
+  if [ "$fs_dir" != "$work" ]; then
+    # The file system of BENCH_FS=ext4-journal goes away at exit.
+    kept=$work/failed-run
+    rm -rf "$kept"
+    mkdir -p "$kept"
+    find "$run_local" -maxdepth 1 -type f -exec cp -t "$kept" {} +
+  fi
+  note "stdout and stderr of the run are in $kept; last lines:"
   tail -n 5 "$run_local/stdout" "$run_local/stderr" >&2 || true
   exit 1
 }
@@ -349,7 +374,7 @@ run_lftp_mirror() { # expected_files
 
 run_agent_plan() {
   local remote=$sftp_root/listing
-  run_local=$work/runs/listing-agent
+  run_local=$fs_dir/runs/listing-agent
   rm -rf "$run_local"
   mkdir -p "$run_local/out"
   run_remote=$remote
@@ -363,7 +388,7 @@ run_agent_plan() {
 }
 
 run_sftp_ls() {
-  run_local=$work/runs/listing-sftp
+  run_local=$fs_dir/runs/listing-sftp
   rm -rf "$run_local"
   mkdir -p "$run_local"
   printf 'ls -l %s/listing/inbox\n' "$sftp_root" >"$run_local/batch"
@@ -407,7 +432,7 @@ run_case() { # workload tool
   esac
   printf '%s %s\n' "$run_seconds" "$run_kib" >>"$work/results/$workload.$tool"
   note "$workload, $tool: $run_seconds s, $((run_kib / 1024)) MiB"
-  rm -rf "$work/runs"
+  rm -rf "$fs_dir/runs"
 }
 
 # Print the tools that run on a workload in the given round, one a line.
@@ -441,6 +466,7 @@ describe_machine() {
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
   libssh2=$(sed -n 's/^LIBSSH2_VERSION:INTERNAL=//p' "$build_dir/CMakeCache.txt")
   echo "Machine: ${cpu:-unknown CPU}, $(nproc) cores, $(uname -sr)"
+  echo "File system (BENCH_FS=$bench_fs): $(bench_fs_describe "$fs_dir")"
   echo "OpenSSH: $(ssh -V 2>&1)"
   echo "Agent: $("$agent" --version), libssh2 ${libssh2:-unknown}, ${build_type:-default} build"
   uses rclone && echo "rclone: $(rclone version 2>/dev/null | head -n 1)"
@@ -529,27 +555,43 @@ report() {
 # ---- Main ----
 
 stop_sshd() {
-  bash "$top/tests/integration/sshd.sh" stop "$work/sshd" >/dev/null || true
+  [ -n "$fs_dir" ] || return 0
+  bash "$top/tests/integration/sshd.sh" stop "$fs_dir/sshd" >/dev/null || true
+}
+
+# The EXIT trap, which also runs after a failure or an interrupt. A second
+# Ctrl-C must not stop it halfway.
+clean_up() {
+  trap '' INT
+  stop_sshd
+  bench_fs_unmount
 }
 
 main() {
   check_settings
   check_programs
+  bench_fs_check
   build_agent
   load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
   mkdir -p "$work"
-  rm -rf "${work:?}/results" "${work:?}/runs" "${work:?}/home"
+  rm -rf "${work:?}/results" "${work:?}/runs" "${work:?}/home" \
+    "${work:?}/failed-run"
   mkdir -p "$work/results" "$work/home"
   : >"$work/home/rclone.conf"
   # rclone and lftp keep settings and caches below HOME.
   export HOME=$work/home XDG_CONFIG_HOME=$work/home/config \
     XDG_CACHE_HOME=$work/home/cache
 
-  trap stop_sshd EXIT
-  bash "$top/tests/integration/sshd.sh" start "$work/sshd" >/dev/null
+  trap clean_up EXIT
+  # bash waits for a foreground command before it acts on a SIGINT sent to
+  # the script alone, and then goes on unless the command died of it too.
+  trap 'exit 130' INT
+  bench_fs_mount "$work"
+  fs_dir=$bench_fs_dir
+  bash "$top/tests/integration/sshd.sh" start "$fs_dir/sshd" >/dev/null
   # shellcheck disable=SC1091
-  . "$work/sshd/env"
+  . "$fs_dir/sshd/env"
   # shellcheck disable=SC2153
   sftp_root=$SFTP_ROOT
   ssh_options=(-F /dev/null -i "$KEY_ED25519" -o IdentitiesOnly=yes

@@ -62,15 +62,31 @@ const char *atomic_file_temp_name(const struct atomic_file *file)
          rpath_base_offset(file->temp_path, strlen(file->temp_path));
 }
 
+/* Report that the stream of file is gone because an earlier sync failed,
+ * naming what the caller wanted to do. */
+static enum ag_code stream_closed(const struct atomic_file *file,
+                                  const char *action, struct ag_error *err)
+{
+  return ag_error_set(err, AG_ELOCAL,
+                      "cannot %s '%s': an earlier sync failed and closed it",
+                      action, file->temp_path);
+}
+
+enum ag_code atomic_file_flush(struct atomic_file *file, struct ag_error *err)
+{
+  if (file->synced)
+    return AG_OK;
+  if (file->stream == NULL)
+    return stream_closed(file, "write", err);
+  return plat_flush(file->stream, file->temp_path, err);
+}
+
 enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err)
 {
   if (file->synced)
     return AG_OK;
   if (file->stream == NULL)
-    return ag_error_set(
-        err, AG_ELOCAL,
-        "cannot sync '%s': an earlier sync failed and closed it",
-        file->temp_path);
+    return stream_closed(file, "sync", err);
 
   /* plat_sync_close() closes the stream in every case. */
   FILE *stream = file->stream;

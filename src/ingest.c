@@ -29,6 +29,10 @@
  * parser's open and reads. Each worker keeps at most one such download. */
 #define DOWNLOAD_MEMORY_MAX ((uint64_t)1024 * 1024)
 
+/* The outputs of a remote file of at least this size are synced by the
+ * worker that wrote them rather than by the recorder (record_intent()). */
+#define WORKER_SYNC_BYTES ((uint64_t)1024 * 1024)
+
 /* A download in progress: the local copy or the content in memory, and
  * its running hash. */
 struct download {
@@ -427,21 +431,27 @@ void ingest_pending_free(struct ingest_pending *pending)
 }
 
 /* Record the publication intent (the temporary and final names) in a
- * DOWNLOADED record. The temporary files' names must be durable first.
- * Here a folder sync does that, and in a parallel pass the recorder's
- * folder sync before it commits the intent (recorder.h). From here on the
- * temporary files stay, and crash recovery (recover_publications())
- * decides their fate when the publication does not finish. */
+ * DOWNLOADED record. The temporary files' data and names must be durable
+ * first. Here a file and folder sync do that, and in a parallel pass the
+ * recorder's syncs before it commits the intent (recorder.h), except for a
+ * large file, which the worker syncs itself so that one long sync does not
+ * hold up the batch of every worker. From here on the temporary files
+ * stay, and crash recovery (recover_publications()) decides their fate
+ * when the publication does not finish. */
 static enum ag_code record_intent(struct agent *agent,
                                   const struct candidate *file,
                                   struct manifest_record *record,
                                   struct publication *pub, struct ag_error *err)
 {
+  bool deferred = agent_defers_output_sync(agent);
   enum ag_code code = AG_OK;
 
-  if (!agent_defers_output_sync(agent))
-    for (size_t i = 0; i < pub->count && code == AG_OK; i++)
+  for (size_t i = 0; i < pub->count && code == AG_OK; i++) {
+    if (!deferred)
       code = atomic_file_prepare(pub->files[i], err);
+    else if (file->size >= WORKER_SYNC_BYTES)
+      code = atomic_file_sync(pub->files[i], err);
+  }
   if (code != AG_OK)
     return code;
 
@@ -459,7 +469,10 @@ static enum ag_code record_intent(struct agent *agent,
    * temporary files stay; the next start removes those of no intent. */
   for (size_t i = 0; i < pub->count; i++)
     atomic_file_keep_temp(pub->files[i]);
-  return record_step(agent, file, record, MANIFEST_DOWNLOADED, err);
+  record->state = MANIFEST_DOWNLOADED;
+  record->updated = plat_wall_time();
+  return agent_put_intent(agent, file->rel, file->rel_len, record, pub->files,
+                          pub->count, err);
 }
 
 /* Rename the prepared files into place, which their durable intent

@@ -32,9 +32,9 @@ bool passthrough_selected(const struct config *config, const char *name)
   return selected;
 }
 
-/* Create a temporary file in dir that write fills, and sync it
- * (atomic_file_sync()). On failure the temporary file is removed and *out
- * is NULL. */
+/* Create a temporary file in dir that write fills, and write it out
+ * (atomic_file_flush()); the sync comes with its publication. On failure
+ * the temporary file is removed and *out is NULL. */
 static enum ag_code prepare_file(const char *dir, content_writer write,
                                  const void *ctx, struct atomic_file **out,
                                  struct ag_error *err)
@@ -48,7 +48,7 @@ static enum ag_code prepare_file(const char *dir, content_writer write,
     code =
         write(atomic_file_stream(file), atomic_file_temp_path(file), ctx, err);
   if (code == AG_OK)
-    code = atomic_file_sync(file, err);
+    code = atomic_file_flush(file, err);
   if (code != AG_OK) {
     atomic_file_free(file);
     return code;

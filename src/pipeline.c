@@ -15,8 +15,15 @@
 /* Files that a worker keeps while their publication intent or DELIVERED
  * record waits for a commit. Meanwhile it takes the next files, so it
  * never idles for a sync. When the list is full, it waits for the
- * oldest. */
-#define WAITING_MAX 32
+ * oldest. A file stays in the list for about two commits of the
+ * recorder, and with 32 the workers of a backlog often waited for a full
+ * list (docs/performance.md). */
+#define WAITING_MAX 128
+
+/* Files of the list whose intent waits for its commit. Their temporary
+ * outputs stay open until the recorder syncs them, so this bounds a
+ * worker's open files: with more, the worker waits for those intents. */
+#define PUBLISHING_MAX 32
 
 /* A file of at least this size takes long enough to transfer that the
  * outputs waiting in its worker are published before the worker starts
@@ -85,6 +92,20 @@ enum ag_code agent_put_record(struct agent *agent, const void *key,
     return manifest_put(agent->manifest, key, key_len, record, err);
   return recorder_put(worker->pipeline->recorder, key, key_len, record,
                       &worker->last_ticket, err);
+}
+
+enum ag_code agent_put_intent(struct agent *agent, const void *key,
+                              size_t key_len,
+                              const struct manifest_record *record,
+                              struct atomic_file *const *files, size_t count,
+                              struct ag_error *err)
+{
+  struct worker *worker = agent->worker;
+
+  if (worker == NULL)
+    return manifest_put(agent->manifest, key, key_len, record, err);
+  return recorder_put_synced(worker->pipeline->recorder, key, key_len, record,
+                             files, count, &worker->last_ticket, err);
 }
 
 enum ag_code agent_wait_records(struct agent *agent, struct ag_error *err)
@@ -169,6 +190,16 @@ static struct delivery *waiting_at(struct worker *worker, size_t position)
   return &worker->waiting[(worker->waiting_first + position) % WAITING_MAX];
 }
 
+static size_t publishing_count(struct worker *worker)
+{
+  size_t count = 0;
+
+  for (size_t i = 0; i < worker->waiting_count; i++)
+    if (waiting_at(worker, i)->publication != NULL)
+      count++;
+  return count;
+}
+
 static void pop_waiting(struct worker *worker)
 {
   struct delivery *oldest = waiting_at(worker, 0);
@@ -180,6 +211,22 @@ static void pop_waiting(struct worker *worker)
   worker->waiting_count--;
 }
 
+/* Set *ready when the record with ticket is committed. With wait, wait
+ * for that commit first, which makes the recorder commit at once. Error:
+ * the recorder's failed commit. */
+static enum ag_code ticket_ready(struct worker *worker, uint64_t ticket,
+                                 bool wait, bool *ready, struct ag_error *err)
+{
+  struct recorder *recorder = worker->pipeline->recorder;
+
+  *ready = recorder_is_durable(recorder, ticket);
+  if (*ready || !wait)
+    return AG_OK;
+  enum ag_code code = recorder_wait(recorder, ticket, err);
+  *ready = code == AG_OK;
+  return code;
+}
+
 /* Rename the outputs of the waiting files whose publication intent is
  * committed, oldest first, and queue their DELIVERED records. With wait,
  * wait for the intents that are not committed yet; the first wait makes
@@ -189,25 +236,20 @@ static void pop_waiting(struct worker *worker)
 static enum ag_code publish_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
-  struct recorder *recorder = worker->pipeline->recorder;
-
   for (size_t i = 0; i < worker->waiting_count; i++) {
     struct delivery *next = waiting_at(worker, i);
+    bool ready = false;
 
     if (next->publication == NULL)
       continue;
-    if (!recorder_is_durable(recorder, next->ticket)) {
-      if (!wait)
-        break;
-      enum ag_code code = recorder_wait(recorder, next->ticket, err);
-      if (code != AG_OK)
-        return code;
-    }
+    enum ag_code code = ticket_ready(worker, next->ticket, wait, &ready, err);
+    if (code != AG_OK || !ready)
+      return code;
 
     struct ingest_pending *publication = next->publication;
     next->publication = NULL;
-    enum ag_code code = ingest_publish(&worker->view, next->file, &next->record,
-                                       publication, &worker->summary, err);
+    code = ingest_publish(&worker->view, next->file, &next->record, publication,
+                          &worker->summary, err);
     if (code != AG_OK) {
       next->abandoned = true;
       return code;
@@ -222,10 +264,9 @@ static enum ag_code publish_ready(struct worker *worker, bool wait,
 static enum ag_code dispose_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
-  struct recorder *recorder = worker->pipeline->recorder;
-
   while (worker->waiting_count > 0) {
     struct delivery *next = waiting_at(worker, 0);
+    bool ready = false;
 
     if (next->abandoned) {
       pop_waiting(worker);
@@ -233,16 +274,12 @@ static enum ag_code dispose_ready(struct worker *worker, bool wait,
     }
     if (next->publication != NULL)
       break;
-    if (!recorder_is_durable(recorder, next->ticket)) {
-      if (!wait)
-        break;
-      enum ag_code code = recorder_wait(recorder, next->ticket, err);
-      if (code != AG_OK)
-        return code;
-    }
+    enum ag_code code = ticket_ready(worker, next->ticket, wait, &ready, err);
+    if (code != AG_OK || !ready)
+      return code;
     wait = false;
 
-    enum ag_code code =
+    code =
         dispose_delivered(&worker->view, next->file->rel, next->file->rel_len,
                           &next->record, &worker->summary, err);
     pop_waiting(worker);
@@ -268,9 +305,15 @@ static enum ag_code advance_waiting(struct worker *worker, bool wait,
 /* Forget the waiting files after an error. Their records stay DOWNLOADED
  * with an intent, or DELIVERED, or never reach the manifest, so the next
  * pass finishes the publications, finishes the remote steps or takes the
- * files again. */
+ * files again. The recorder may still be syncing the outputs of intents
+ * that are not durable yet, so their commit, or the recorder's failure,
+ * comes before they are freed. */
 static void drop_waiting(struct worker *worker)
 {
+  struct ag_error ignored = {0};
+
+  if (worker->waiting_count > 0)
+    (void)agent_wait_records(&worker->view, &ignored);
   while (worker->waiting_count > 0)
     pop_waiting(worker);
 }
@@ -311,7 +354,8 @@ static enum ag_code take_file(struct worker *worker,
 
   if (worker->waiting_count == WAITING_MAX)
     code = advance_waiting(worker, true, err);
-  else if (file->size >= PUBLISH_FIRST_BYTES)
+  else if (file->size >= PUBLISH_FIRST_BYTES ||
+           publishing_count(worker) >= PUBLISHING_MAX)
     code = publish_ready(worker, true, err);
   if (code != AG_OK)
     return code;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "agent/atomic_file.h"
 #include "agent_internal.h"
 
 /* Take files[0..count), sorted oldest first, with up to
@@ -51,6 +52,19 @@ enum ag_code agent_put_record(struct agent *agent, const void *key,
                               const struct manifest_record *record,
                               struct ag_error *err);
 
+/* Store a publication intent record under key, as agent_put_record()
+ * does, once the data of the count temporary files it names is durable.
+ * In a sequential pass the caller has synced them already
+ * (atomic_file_prepare()). In a worker of a parallel pass the recorder
+ * syncs them with the batch that commits the record
+ * (recorder_put_synced()), and the caller leaves them alone until the
+ * record is durable or the wait for it failed. Errors as agent_put_record(). */
+enum ag_code agent_put_intent(struct agent *agent, const void *key,
+                              size_t key_len,
+                              const struct manifest_record *record,
+                              struct atomic_file *const *files, size_t count,
+                              struct ag_error *err);
+
 /* Delete key's record: in a sequential pass at once (manifest_delete());
  * in a worker of a parallel pass after every record that this worker
  * queued is durable, so that no queued record of key is committed after
@@ -67,12 +81,12 @@ enum ag_code agent_delete_record(struct agent *agent, const void *key,
  * queued so far are on disk. Error: the recorder's failed commit. */
 enum ag_code agent_wait_records(struct agent *agent, struct ag_error *err);
 
-/* Return whether the output folder syncs of a publication are left to
- * the recorder, which syncs the folder before it commits a batch with a
- * publication intent or a DELIVERED output (recorder.h). Then temporary
- * outputs are only synced themselves (atomic_file_sync()), and renamed
- * without a folder sync (atomic_file_publish_unsynced()). True in a worker
- * of a parallel pass. */
+/* Return whether the syncs of a publication are left to the recorder,
+ * which syncs the temporary outputs of an intent (agent_put_intent()) and
+ * then the folder before it commits a batch with a publication intent or
+ * a DELIVERED output (recorder.h). Then outputs are renamed without a
+ * folder sync (atomic_file_publish_unsynced()). True in a worker of a
+ * parallel pass. */
 bool agent_defers_output_sync(const struct agent *agent);
 
 /* Return the open download file that a worker of a parallel pass writes

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "agent/atomic_file.h"
 #include "agent/fault.h"
 #include "agent/log.h"
 #include "agent/platform.h"
@@ -17,8 +18,11 @@ struct recorder {
   struct plat_cond *queued;    /* a put arrived, or stop was requested */
   struct plat_cond *committed; /* durable or failure changed, or room */
 
-  struct manifest_batch *filling; /* puts that wait for the next commit */
-  size_t waiters;                 /* threads in recorder_wait() */
+  struct manifest_batch *filling;     /* puts that wait for the next commit */
+  struct atomic_file **filling_files; /* files to sync before that commit */
+  size_t filling_file_count;
+  struct atomic_file **spare_files; /* the list of the batch in commit */
+  size_t waiters;                   /* threads in recorder_wait() */
   bool filling_syncs_output; /* filling has an intent or delivered output */
   uint64_t next_ticket;      /* ticket of the next put */
   uint64_t durable;          /* puts up to this ticket are committed */
@@ -29,15 +33,27 @@ struct recorder {
   uint64_t records;
 };
 
-/* Take the filled batch and the ticket of its last put, leaving an empty
- * one in its place. Called with the lock held. */
+/* The files of one batch that the recorder syncs before its commit. */
+struct batch_files {
+  struct atomic_file **list;
+  size_t count;
+};
+
+/* Take the filled batch, its files and the ticket of its last put, leaving
+ * an empty batch and list in their place. Called with the lock held. */
 static struct manifest_batch *take_batch(struct recorder *recorder,
                                          struct manifest_batch *empty,
+                                         struct batch_files *files,
                                          bool *sync_output, uint64_t *last)
 {
   struct manifest_batch *full = recorder->filling;
 
   recorder->filling = empty;
+  files->list = recorder->filling_files;
+  files->count = recorder->filling_file_count;
+  recorder->filling_files = recorder->spare_files;
+  recorder->filling_file_count = 0;
+  recorder->spare_files = files->list;
   *sync_output = recorder->filling_syncs_output;
   recorder->filling_syncs_output = false;
   *last = recorder->next_ticket - 1;
@@ -45,16 +61,22 @@ static struct manifest_batch *take_batch(struct recorder *recorder,
   return full;
 }
 
-/* Make one batch durable: the output folder first when the batch records
- * temporary outputs or renames that were not synced (see recorder.h),
- * then the records. */
+/* Make one batch durable: its temporary outputs' data, then the output
+ * folder when the batch records temporary outputs or renames that were
+ * not synced (see recorder.h), then the records. The writers started
+ * writing the outputs out (atomic_file_flush()), so on ext4 with a
+ * journal the first fsync commits the block allocations of all of them,
+ * and the others only wait for their data (docs/performance.md). */
 static enum ag_code commit_batch(struct recorder *recorder,
-                                 struct manifest_batch *batch, bool sync_output,
-                                 struct ag_error *err)
+                                 struct manifest_batch *batch,
+                                 const struct batch_files *files,
+                                 bool sync_output, struct ag_error *err)
 {
   enum ag_code code = AG_OK;
 
-  if (sync_output)
+  for (size_t i = 0; i < files->count && code == AG_OK; i++)
+    code = atomic_file_sync(files->list[i], err);
+  if (sync_output && code == AG_OK)
     code = plat_sync_dir(recorder->output_dir, err);
   FAULT_POINT("before_batch_commit");
   if (code == AG_OK)
@@ -104,14 +126,15 @@ static void recorder_main(void *arg)
       break;
     gather(recorder);
 
+    struct batch_files files = {0};
     bool sync_output = false;
     uint64_t last = 0;
     struct manifest_batch *batch =
-        take_batch(recorder, spare, &sync_output, &last);
+        take_batch(recorder, spare, &files, &sync_output, &last);
     size_t count = manifest_batch_count(batch);
     plat_mutex_unlock(recorder->lock);
 
-    code = commit_batch(recorder, batch, sync_output, &err);
+    code = commit_batch(recorder, batch, &files, sync_output, &err);
     spare = batch;
 
     plat_mutex_lock(recorder->lock);
@@ -140,6 +163,8 @@ static void free_recorder(struct recorder *recorder)
   plat_cond_free(recorder->queued);
   plat_mutex_free(recorder->lock);
   manifest_batch_free(recorder->filling);
+  free(recorder->filling_files);
+  free(recorder->spare_files);
   free(recorder);
 }
 
@@ -156,6 +181,13 @@ enum ag_code recorder_start(struct manifest *manifest, const char *output_dir,
   recorder->next_ticket = 1;
 
   enum ag_code code = manifest_batch_new(manifest, &recorder->filling, err);
+  recorder->filling_files =
+      calloc(RECORDER_BATCH_FILES_MAX, sizeof(*recorder->filling_files));
+  recorder->spare_files =
+      calloc(RECORDER_BATCH_FILES_MAX, sizeof(*recorder->spare_files));
+  if (code == AG_OK &&
+      (recorder->filling_files == NULL || recorder->spare_files == NULL))
+    code = ag_error_set(err, AG_ENOMEM, "out of memory");
   if (code == AG_OK)
     code = plat_mutex_new(&recorder->lock, err);
   if (code == AG_OK)
@@ -176,7 +208,22 @@ enum ag_code recorder_put(struct recorder *recorder, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           uint64_t *ticket, struct ag_error *err)
 {
+  return recorder_put_synced(recorder, key, key_len, record, NULL, 0, ticket,
+                             err);
+}
+
+enum ag_code recorder_put_synced(struct recorder *recorder, const void *key,
+                                 size_t key_len,
+                                 const struct manifest_record *record,
+                                 struct atomic_file *const *files,
+                                 size_t file_count, uint64_t *ticket,
+                                 struct ag_error *err)
+{
   enum ag_code code = AG_OK;
+
+  /* More would overrun the batch's file list: a bug in the caller. */
+  if (file_count > RECORDER_PUT_FILES_MAX)
+    abort();
 
   plat_mutex_lock(recorder->lock);
   while (recorder->failure == AG_OK &&
@@ -196,6 +243,8 @@ enum ag_code recorder_put(struct recorder *recorder, const void *key,
     goto out;
   if (needs_output_sync(record))
     recorder->filling_syncs_output = true;
+  for (size_t i = 0; i < file_count; i++)
+    recorder->filling_files[recorder->filling_file_count++] = files[i];
   *ticket = recorder->next_ticket++;
 
   /* The recorder waits for the first put of a batch and, while it

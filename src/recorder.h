@@ -18,9 +18,9 @@
  * folder. The publication then keeps these rules:
  *
  * 1. A temporary output's data and its name in the folder are durable
- *    before its intent is committed: the worker syncs the file
- *    (atomic_file_sync()) before it queues the intent, and the batch's
- *    folder sync covers the name.
+ *    before its intent is committed: the worker queues the intent with
+ *    its files (recorder_put_synced()), the recorder syncs them before
+ *    the batch's folder sync, and that folder sync covers the name.
  * 2. The intent is durable before the rename into the output folder: the
  *    worker renames only once recorder_is_durable() holds for the
  *    intent's ticket.
@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/atomic_file.h"
 #include "agent/error.h"
 #include "agent/manifest.h"
 
@@ -55,6 +56,11 @@
  * files; docs/performance.md has the measurements behind the values. */
 #define RECORDER_GATHER_MS 5
 #define RECORDER_GATHER_PUTS 256
+
+/* Files that one put may ask the recorder to sync (an output and its
+ * sidecar), and so the files of one batch at most. */
+#define RECORDER_PUT_FILES_MAX 2
+#define RECORDER_BATCH_FILES_MAX (RECORDER_PUT_FILES_MAX * RECORDER_BATCH_MAX)
 
 struct recorder;
 
@@ -72,6 +78,21 @@ enum ag_code recorder_start(struct manifest *manifest, const char *output_dir,
 enum ag_code recorder_put(struct recorder *recorder, const void *key,
                           size_t key_len, const struct manifest_record *record,
                           uint64_t *ticket, struct ag_error *err);
+
+/* Queue a put as recorder_put() does, and let the recorder sync the
+ * file_count (at most RECORDER_PUT_FILES_MAX) files first
+ * (atomic_file_sync()), in the batch that commits the record, so that
+ * their data is durable before the record is. The files belong to the
+ * recorder until the put's ticket is durable or recorder_wait() for it has
+ * failed: the caller must not use or free them before. A failed sync fails
+ * the commit, and its error names the file. Errors: those of
+ * recorder_put(). */
+enum ag_code recorder_put_synced(struct recorder *recorder, const void *key,
+                                 size_t key_len,
+                                 const struct manifest_record *record,
+                                 struct atomic_file *const *files,
+                                 size_t file_count, uint64_t *ticket,
+                                 struct ag_error *err);
 
 /* Return whether the put with this ticket is committed. */
 bool recorder_is_durable(struct recorder *recorder, uint64_t ticket);

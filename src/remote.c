@@ -55,6 +55,25 @@ static void init_library(void)
 }
 #endif
 
+/* Return whether the server is OpenSSH, going by the version string it
+ * sent. OpenSSH's SFTP server, like SFTP version 3 itself, fails a rename
+ * whose target exists, and libssh2 speaks version 3 only.
+ * NOTE: an OpenSSH sshd whose sftp subsystem is another program passes as
+ * OpenSSH too; such a program that replaces the target breaks the rule. */
+static bool server_refuses_replacing_rename(struct remote *remote)
+{
+  static const char openssh[] = "SSH-2.0-OpenSSH_";
+  const char *banner = libssh2_session_banner_get(remote->session);
+  bool refuses =
+      banner != NULL && strncmp(banner, openssh, sizeof(openssh) - 1) == 0;
+
+  log_debug("%s runs %s; renames %s", remote->endpoint,
+            refuses ? "OpenSSH" : "another SSH server",
+            refuses ? "rely on the server refusing an existing target"
+                    : "look for an existing target first");
+  return refuses;
+}
+
 /* Create the libssh2 session and run the SSH handshake, after loading
  * known_hosts so that the host key algorithms can be chosen first. */
 static enum ag_code start_session(struct remote *remote,
@@ -100,6 +119,7 @@ static enum ag_code start_session(struct remote *remote,
     return remote_fail_call(remote, rc, "complete the SSH handshake",
                             AG_ECONNECT, err);
   remote->handshake_done = true;
+  remote->rename_refuses_existing = server_refuses_replacing_rename(remote);
   remote_algorithms_log(remote->session, remote->endpoint);
   return AG_OK;
 }

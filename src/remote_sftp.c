@@ -135,15 +135,18 @@ enum ag_code remote_rename(struct remote *remote, const char *from,
   if (code != AG_OK)
     return code;
 
-  /* OpenSSH's server refuses to replace a file on rename, but servers that
-   * map SFTP rename to POSIX rename() replace it silently, so look first.
+  /* OpenSSH's server refuses to replace a file on rename, as SFTP version
+   * 3 requires, but servers that map SFTP rename to POSIX rename() replace
+   * it silently, so on those look first.
    * NOTE: a file created at the target between this check and the rename
    * is still replaced on such servers. */
-  code = path_exists(remote, to, &exists, err);
-  if (code != AG_OK)
-    return code;
-  if (exists)
-    return report_target_exists(remote, from, to, err);
+  if (!remote->rename_refuses_existing) {
+    code = path_exists(remote, to, &exists, err);
+    if (code != AG_OK)
+      return code;
+    if (exists)
+      return report_target_exists(remote, from, to, err);
+  }
 
   /* Flags 0: no OVERWRITE. SFTP version 3 servers ignore the flags. */
   int64_t deadline = remote_deadline(remote);

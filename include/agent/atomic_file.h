@@ -44,6 +44,13 @@ FILE *atomic_file_stream(struct atomic_file *file);
 const char *atomic_file_temp_path(const struct atomic_file *file);
 const char *atomic_file_temp_name(const struct atomic_file *file);
 
+/* Write what the stream buffers into the temporary file and start writing
+ * it to disk without waiting (plat_flush()), so that a write error shows
+ * now and a later atomic_file_sync() takes less time. The stream stays
+ * open. Calling it after the sync does nothing. Error: AG_ELOCAL naming
+ * the file. */
+enum ag_code atomic_file_flush(struct atomic_file *file, struct ag_error *err);
+
 /* Flush, sync and close the temporary file, without syncing its folder:
  * the data is durable, the temporary name not yet. A write error that the
  * stream kept is reported here. Calling it again does nothing. Error:

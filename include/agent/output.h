@@ -66,10 +66,11 @@ const struct export_sink *output_sink(struct output_doc *doc);
  * far. Items of a later list, such as the CSV "documents", do not count. */
 size_t output_item_count(const struct output_doc *doc);
 
-/* Close the last item list and sync the temporary file
- * (atomic_file_sync()), then hand it to the caller in *out, which
- * publishes and frees it. The temporary name is not durable yet: a caller
- * that records it syncs the folder first (atomic_file_prepare()). Frees
+/* Close the last item list and write it out (atomic_file_flush()), then
+ * hand the temporary file to the caller in *out, which publishes and frees
+ * it. Neither its data nor its name is durable yet: a caller that records
+ * the name makes both durable first (atomic_file_prepare()), or has them
+ * synced with a batch of other files. Frees
  * doc in every case; on failure the temporary file is removed and *out is
  * NULL. */
 enum ag_code output_finish(struct output_doc *doc, struct atomic_file **out,

@@ -39,16 +39,17 @@ enum ag_code passthrough_publish(const char *dir,
                                  const char *copy_path, char **name_out,
                                  struct ag_error *err);
 
-/* The two synced files of a passthrough publication. */
+/* The two written files of a passthrough publication. */
 struct passthrough_files {
   struct atomic_file *copy;    /* publish as name */
   struct atomic_file *sidecar; /* publish as name + ".json", after copy */
   char *name;                  /* the copy's file name, malloc'd */
 };
 
-/* Write and sync (atomic_file_sync()) the copy and the sidecar that
- * passthrough_publish() would publish, without renaming either, and store
- * them in *out. Their folder is not synced yet. The caller publishes copy
+/* Write the copy and the sidecar that passthrough_publish() would
+ * publish (atomic_file_flush()), without syncing or renaming either, and
+ * store them in *out. The caller makes them durable (atomic_file_prepare())
+ * or has them synced with a batch of other files, publishes copy
  * first and frees *out with passthrough_files_free(). On failure nothing
  * remains and *out is empty. Errors as passthrough_publish(). */
 enum ag_code passthrough_prepare(const char *dir,

@@ -48,6 +48,13 @@ enum ag_code plat_share_with_group(FILE *file, const char *path,
  * when dir cannot be read. */
 int plat_remove_stale_temps(const char *dir, const char *prefix);
 
+/* Flush stdio buffers into the file and, where the system allows it,
+ * start writing its data to disk without waiting, so that a later
+ * plat_sync_close() of many files finds their data written and their
+ * blocks allocated in one journal transaction. Error: AG_ELOCAL naming
+ * path when the stream has a write error. */
+enum ag_code plat_flush(FILE *file, const char *path, struct ag_error *err);
+
 /* Flush stdio buffers, fsync and close file. The file is closed in every
  * case. Error messages name path. */
 enum ag_code plat_sync_close(FILE *file, const char *path,

@@ -151,6 +151,18 @@ enum ag_code plat_share_with_group(FILE *file, const char *path,
   return AG_OK;
 }
 
+enum ag_code plat_flush(FILE *file, const char *path, struct ag_error *err)
+{
+  if (fflush(file) != 0 || ferror(file))
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+#ifdef __linux__
+  /* Best effort: a failure here shows again in the fsync that follows. */
+  (void)sync_file_range(fileno(file), 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+  return AG_OK;
+}
+
 enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
 {
   enum ag_code code = AG_OK;

@@ -302,6 +302,16 @@ enum ag_code plat_share_with_group(FILE *file, const char *path,
   return AG_OK;
 }
 
+/* NOTE: Windows has no call that starts the write-back of one file
+ * without waiting for it, so only the stdio buffer is flushed here. */
+enum ag_code plat_flush(FILE *file, const char *path, struct ag_error *err)
+{
+  if (fflush(file) != 0 || ferror(file))
+    return ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+  return AG_OK;
+}
+
 enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
 {
   enum ag_code code = AG_OK;
