@@ -124,15 +124,8 @@ parse_and_prepare(struct agent *agent, const struct candidate *file,
                   struct download *download, enum export_format format,
                   struct publication *pub, size_t *items, struct ag_error *err)
 {
-  struct output_source source = {
-      .inbox = agent->config->inbox,
-      .rel = file->rel,
-      .rel_len = file->rel_len,
-      .size = file->size,
-      .mtime = file->mtime,
-      .sha256 = download->sha256,
-      .format = export_format_name(format),
-  };
+  struct output_source source = download_source(
+      agent, file, export_format_name(format), download->sha256);
   struct output_doc *doc = NULL;
   char suffix[32];
   enum ag_code code;
@@ -176,15 +169,8 @@ static enum ag_code prepare_original(struct agent *agent,
                                      struct publication *pub,
                                      struct ag_error *err)
 {
-  struct output_source source = {
-      .inbox = agent->config->inbox,
-      .rel = file->rel,
-      .rel_len = file->rel_len,
-      .size = file->size,
-      .mtime = file->mtime,
-      .sha256 = download->sha256,
-      .format = "passthrough",
-  };
+  struct output_source source =
+      download_source(agent, file, PASSTHROUGH_RECORD_FORMAT, download->sha256);
   struct passthrough_files files;
   enum ag_code code = passthrough_prepare(agent->config->output_dir, &source,
                                           download->path, &files, err);

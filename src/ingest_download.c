@@ -105,6 +105,23 @@ void download_choose_memory(struct download *download,
   download->in_memory = download->memory != NULL;
 }
 
+struct output_source download_source(const struct agent *agent,
+                                     const struct candidate *file,
+                                     const char *format, const char *sha256)
+{
+  struct output_source source = {
+      .inbox = agent->config->inbox,
+      .rel = file->rel,
+      .rel_len = file->rel_len,
+      .size = file->size,
+      .mtime = file->mtime,
+      .sha256 = sha256,
+      .format = format,
+  };
+
+  return source;
+}
+
 /* Open the local copy: the worker's reused download file, written again
  * from its start, or a new temporary file in the state folder. */
 static enum ag_code open_copy(struct agent *agent, struct download *download,
@@ -130,14 +147,8 @@ static enum ag_code open_copy(struct agent *agent, struct download *download,
 static void start_live_parse(struct agent *agent, const struct candidate *file,
                              struct download *download)
 {
-  struct output_source source = {
-      .inbox = agent->config->inbox,
-      .rel = file->rel,
-      .rel_len = file->rel_len,
-      .size = file->size,
-      .mtime = file->mtime,
-      .format = export_format_name(EXPORT_XML),
-  };
+  struct output_source source =
+      download_source(agent, file, export_format_name(EXPORT_XML), NULL);
   struct ag_error live_err = {0};
 
   if (live_parse_start(agent->config, download->path, &source, &download->live,

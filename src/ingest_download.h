@@ -13,6 +13,7 @@
 #include "agent/error.h"
 #include "agent/export.h"
 #include "agent/manifest.h"
+#include "agent/output.h"
 #include "agent_internal.h"
 
 struct live_parse;
@@ -52,6 +53,12 @@ void download_choose_memory(struct download *download,
 enum ag_code download_fetch(struct agent *agent, const struct candidate *file,
                             const struct manifest_record *record,
                             struct download *download, struct ag_error *err);
+
+/* Return the "source" of an output made from file: its inbox, path, size
+ * and mtime, with format and sha256 (NULL while the download runs). */
+struct output_source download_source(const struct agent *agent,
+                                     const struct candidate *file,
+                                     const char *format, const char *sha256);
 
 /* Free what the download holds and remove its local copy, unless that is
  * the worker's reused download file. Leaves download zeroed. */
