@@ -60,8 +60,9 @@ struct output_source download_source(const struct agent *agent,
                                      const struct candidate *file,
                                      const char *format, const char *sha256);
 
-/* Free what the download holds and remove its local copy, unless that is
- * the worker's reused download file. Leaves download zeroed. */
+/* End a live parse without its output, free the download's memory and
+ * hash, and close and remove its local copy unless that is the worker's
+ * reused download file. Leaves download zeroed. */
 void download_discard(struct download *download);
 
 #endif
