@@ -208,10 +208,10 @@ void ingest_pending_free(struct ingest_pending *pending)
 
 /* Record the publication intent (the temporary and final names) in a
  * DOWNLOADED record. The temporary files' data and names must be durable
- * first. Here a file and folder sync do that, and in a parallel pass the
- * recorder's syncs before it commits the intent (recorder.h), except for a
- * large file, which the worker syncs itself so that one long sync does not
- * hold up the batch of every worker. From here on the temporary files
+ * first. Here a file and folder sync do that. In a parallel pass the
+ * recorder syncs them before it commits the intent (recorder.h). A worker
+ * syncs a large file itself, so that one long sync does not hold up every
+ * worker's batch. From here on the temporary files
  * stay, and crash recovery (recover_publications()) decides their fate
  * when the publication does not finish. */
 static enum ag_code record_intent(struct agent *agent,

@@ -59,19 +59,19 @@ static void init_library(void)
  * sent. OpenSSH's SFTP server, like SFTP version 3 itself, fails a rename
  * whose target exists, and libssh2 speaks version 3 only.
  * NOTE: an OpenSSH sshd whose sftp subsystem is another program passes as
- * OpenSSH too; such a program that replaces the target breaks the rule. */
-static bool server_refuses_replacing_rename(struct remote *remote)
+ * OpenSSH too. If that program replaces the target, the rule breaks. */
+static bool server_rejects_existing_target(struct remote *remote)
 {
   static const char openssh[] = "SSH-2.0-OpenSSH_";
   const char *banner = libssh2_session_banner_get(remote->session);
-  bool refuses =
+  bool rejects =
       banner != NULL && strncmp(banner, openssh, sizeof(openssh) - 1) == 0;
 
   log_debug("%s runs %s; renames %s", remote->endpoint,
-            refuses ? "OpenSSH" : "another SSH server",
-            refuses ? "rely on the server refusing an existing target"
+            rejects ? "OpenSSH" : "another SSH server",
+            rejects ? "rely on the server rejecting an existing target"
                     : "look for an existing target first");
-  return refuses;
+  return rejects;
 }
 
 /* Create the libssh2 session and run the SSH handshake, after loading
@@ -119,7 +119,7 @@ static enum ag_code start_session(struct remote *remote,
     return remote_fail_call(remote, rc, "complete the SSH handshake",
                             AG_ECONNECT, err);
   remote->handshake_done = true;
-  remote->rename_refuses_existing = server_refuses_replacing_rename(remote);
+  remote->rename_rejects_existing = server_rejects_existing_target(remote);
   remote_algorithms_log(remote->session, remote->endpoint);
   return AG_OK;
 }

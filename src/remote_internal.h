@@ -119,9 +119,9 @@ struct remote {
    * since, so the agent's receive callback reports EAGAIN without a system
    * call. */
   bool receive_drained;
-  /* The server follows SFTP version 3 in refusing a rename onto an
+  /* The server follows SFTP version 3 in rejecting a rename onto an
    * existing file, so remote_rename() needs no look first. */
-  bool rename_refuses_existing;
+  bool rename_rejects_existing;
   int timeout;        /* seconds */
   char endpoint[300]; /* "host:port" for messages, escaped */
   char user[128];     /* user name for messages, escaped */

@@ -135,12 +135,12 @@ enum ag_code remote_rename(struct remote *remote, const char *from,
   if (code != AG_OK)
     return code;
 
-  /* OpenSSH's server refuses to replace a file on rename, as SFTP version
+  /* OpenSSH's server rejects a rename onto an existing file, as SFTP version
    * 3 requires, but servers that map SFTP rename to POSIX rename() replace
    * it silently, so on those look first.
    * NOTE: a file created at the target between this check and the rename
    * is still replaced on such servers. */
-  if (!remote->rename_refuses_existing) {
+  if (!remote->rename_rejects_existing) {
     code = path_exists(remote, to, &exists, err);
     if (code != AG_OK)
       return code;
