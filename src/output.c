@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "agent/atomic_file.h"
+#include "agent/json_text.h"
 #include "agent/names.h"
 #include "agent/platform.h"
 #include "agent/rpath.h"
@@ -31,15 +32,6 @@
 
 /* The bytes that a JSON string cannot contain as they are: control
  * characters, '"' and '\\'. */
-static const bool needs_escape[256] = {
-    [0x00] = true, [0x01] = true, [0x02] = true, [0x03] = true, [0x04] = true,
-    [0x05] = true, [0x06] = true, [0x07] = true, [0x08] = true, [0x09] = true,
-    [0x0A] = true, [0x0B] = true, [0x0C] = true, [0x0D] = true, [0x0E] = true,
-    [0x0F] = true, [0x10] = true, [0x11] = true, [0x12] = true, [0x13] = true,
-    [0x14] = true, [0x15] = true, [0x16] = true, [0x17] = true, [0x18] = true,
-    [0x19] = true, [0x1A] = true, [0x1B] = true, [0x1C] = true, [0x1D] = true,
-    [0x1E] = true, [0x1F] = true, ['"'] = true,  ['\\'] = true};
-
 struct output_doc {
   struct atomic_file *output;
   FILE *file; /* the stream of output */
@@ -95,44 +87,6 @@ static int put_byte(struct output_doc *doc, char c)
   return buffer_text(&c, 1, doc);
 }
 
-/* Store in out the escape of byte c, one that needs_escape marks, as
- * jansson 2.14 writes it without JSON_ENSURE_ASCII: \" \\ \b \f \n \r
- * \t, and \u00XX with uppercase hex digits for the other control
- * characters. Returns its length. */
-static size_t escape_byte(unsigned char c, char out[6])
-{
-  static const char hex_digits[] = "0123456789ABCDEF";
-
-  out[0] = '\\';
-  switch (c) {
-  case '"':
-  case '\\':
-    out[1] = (char)c;
-    return 2;
-  case '\b':
-    out[1] = 'b';
-    return 2;
-  case '\f':
-    out[1] = 'f';
-    return 2;
-  case '\n':
-    out[1] = 'n';
-    return 2;
-  case '\r':
-    out[1] = 'r';
-    return 2;
-  case '\t':
-    out[1] = 't';
-    return 2;
-  default:
-    break;
-  }
-  memcpy(out + 1, "u00", 3);
-  out[4] = hex_digits[c >> 4];
-  out[5] = hex_digits[c & 0x0F];
-  return 6;
-}
-
 /* Append text of len bytes as a JSON string. Every string in an item is
  * valid UTF-8, because jansson checked it when it was made or the parser
  * checked its input (export_csv.c), so the bytes are copied without the
@@ -149,7 +103,7 @@ static int write_string(struct output_doc *doc, const char *text, size_t len)
     size_t i = 0;
 
     out[0] = '"';
-    for (; i < len && !needs_escape[(unsigned char)text[i]]; i++)
+    for (; i < len && !json_text_needs_escape((unsigned char)text[i]); i++)
       out[i + 1] = text[i];
     if (i == len) {
       out[len + 1] = '"';
@@ -163,10 +117,10 @@ static int write_string(struct output_doc *doc, const char *text, size_t len)
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)text[i];
 
-    if (!needs_escape[c])
+    if (!json_text_needs_escape(c))
       continue;
     if (buffer_text(text + start, i - start, doc) != 0 ||
-        buffer_text(escape, escape_byte(c, escape), doc) != 0)
+        buffer_text(escape, json_text_escape(c, escape), doc) != 0)
       return -1;
     start = i + 1;
   }

@@ -2,6 +2,7 @@
  * folder per test. */
 #include "agent/manifest.h"
 
+#include <jansson.h>
 #include <lmdb.h>
 
 #include "test_support.h"
@@ -139,6 +140,32 @@ static void raw_edit(const char *dir, const char *table, const void *key,
   assert_int_equal(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
   free(path);
+}
+
+/* Return a malloc'd copy of the value stored under key in table, as text. */
+static char *raw_read(const char *dir, const char *table, const void *key,
+                      size_t key_len)
+{
+  char *path = path_in(dir, "manifest.mdb");
+  MDB_env *env = NULL;
+  MDB_txn *txn = NULL;
+  MDB_dbi dbi;
+  MDB_val lookup = {key_len, (void *)key};
+  MDB_val stored;
+
+  assert_int_equal(mdb_env_create(&env), 0);
+  assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
+  assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY, 0600), 0);
+  assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+  assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
+  assert_int_equal(mdb_get(txn, dbi, &lookup, &stored), 0);
+  char *text = calloc(1, stored.mv_size + 1);
+  assert_non_null(text);
+  memcpy(text, stored.mv_data, stored.mv_size);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  free(path);
+  return text;
 }
 
 /* Open dir, expect AG_ESTATELOST and check that the message names the
@@ -363,6 +390,55 @@ static void record_extreme_values(void **state)
   assert_true(out.attempts == UINT32_MAX);
   manifest_record_clear(&out);
   manifest_close(manifest);
+}
+
+/* Records are written by hand, and their text is byte for byte what
+ * jansson writes for the same object, escapes included. */
+static void record_text_is_what_jansson_writes(void **state)
+{
+  const char *dir = *state;
+  struct manifest *manifest = open_ok(dir);
+  struct manifest_record in = {0};
+
+  in.state = MANIFEST_DELIVERED;
+  in.size = 7700;
+  in.mtime = 1700000000;
+  memcpy(in.sha256, SHA_A, 65);
+  memcpy(in.format, "xml", 4);
+  in.output = "a \"quoted\" \\ name/with\tcontrols\x01\x1f\x7f.json";
+  in.archive_path = "archive/caf\xc3\xa9 \xe2\x9c\x93.xml";
+  in.reason = "line one\nline two\r\b\f";
+  in.first_seen = -5;
+  in.updated = 1700000001;
+  in.attempts = 2;
+  in.hook_done = true;
+  in.hook_attempts = 1;
+  in.hook_retry_at = 9;
+  in.hook_error = "exit status 1";
+  in.archive_attempts = 3;
+  in.archive_error = "caf\xe9";
+  in.claim_path = "/claims/a.xml";
+  in.output_temp = ".a.json.tmp";
+  in.sidecar_temp = ".a.pdf.tmp";
+  put_ok(manifest, "k", 1, &in);
+  manifest_close(manifest);
+
+  char *text = raw_read(dir, "files", "k", 1);
+  json_error_t error;
+  json_t *object = json_loads(text, 0, &error);
+  assert_non_null(object);
+  char *dumped = json_dumps(object, JSON_COMPACT);
+  assert_non_null(dumped);
+  assert_string_equal(text, dumped);
+  assert_non_null(strstr(text,
+                         "\"output\":\"a \\\"quoted\\\" \\\\ "
+                         "name/with\\tcontrols\\u0001\\u001F\x7f.json\""));
+  assert_non_null(strstr(text, "\"archive_error_b64\":"));
+  const char start[] = "{\"v\":1,\"state\":\"delivered\",\"size\":7700,";
+  assert_int_equal(strncmp(text, start, sizeof(start) - 1), 0);
+  free(dumped);
+  json_decref(object);
+  free(text);
 }
 
 static void record_every_state(void **state)
@@ -980,6 +1056,7 @@ int main(void)
       FOLDER_TEST(record_without_hook_fields),
       FOLDER_TEST(record_claim_path),
       FOLDER_TEST(record_extreme_values),
+      FOLDER_TEST(record_text_is_what_jansson_writes),
       FOLDER_TEST(record_every_state),
       FOLDER_TEST(record_replace),
       FOLDER_TEST(get_missing_key),
