@@ -99,6 +99,12 @@ enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
                             struct agent_summary *summary,
                             struct ag_error *err);
 
+/* Send the open of file's remote path ahead of ingest_deliver() of file
+ * (remote_open_ahead()), so that the open shares a round trip with the
+ * requests sent in between, such as the archive moves of earlier files.
+ * Does nothing for a file that is read from a claim folder. */
+void ingest_open_ahead(struct agent *agent, const struct candidate *file);
+
 /* Finish a publication that ingest_deliver() left pending, whose intent
  * must be durable: rename its files into output_dir, log the delivery and
  * queue the DELIVERED record, after which dispose_delivered() follows as
@@ -114,6 +120,15 @@ enum ag_code ingest_publish(struct agent *agent, const struct candidate *file,
  * for crash recovery, or for the start-up cleanup when the intent never
  * reached the disk. Accepts NULL. */
 void ingest_pending_free(struct ingest_pending *pending);
+
+/* Send the archive move of a delivered file ahead of its
+ * dispose_delivered() (remote_rename_ahead()), so that the move shares a
+ * round trip with the requests sent next. Only for the plain case: the
+ * file is moved, its target is recorded in record, no hook is pending,
+ * it is not claimed, and the target's folder is known to exist. Reports
+ * nothing; dispose_delivered() takes the result and acts on it. */
+void dispose_move_ahead(struct agent *agent, const char *rel, size_t rel_len,
+                        const struct manifest_record *record);
 
 /* Run the delivered file's pending hook (hook_run_pending()), then, once
  * it has succeeded or when none is pending, finish the remote step (move,

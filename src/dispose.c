@@ -366,6 +366,27 @@ static enum ag_code record_step_failure(struct agent *agent, const char *rel,
   return AG_OK;
 }
 
+void dispose_move_ahead(struct agent *agent, const char *rel, size_t rel_len,
+                        const struct manifest_record *record)
+{
+  const struct config *config = agent->config;
+
+  if (config->on_success != ON_SUCCESS_MOVE || record->archive_path == NULL ||
+      record->claim_path != NULL || hook_is_pending(config, record) ||
+      agent->known_folder == NULL)
+    return;
+  char *folder = parent_of(record->archive_path);
+  bool known = folder != NULL && strcmp(folder, agent->known_folder) == 0;
+  free(folder);
+  if (!known)
+    return;
+
+  char *source = claim_source_path(config, rel, rel_len, record);
+  if (source != NULL)
+    remote_rename_ahead(agent->remote, source, record->archive_path);
+  free(source);
+}
+
 enum ag_code dispose_delivered(struct agent *agent, const char *rel,
                                size_t rel_len, struct manifest_record *record,
                                struct agent_summary *summary,

@@ -479,6 +479,17 @@ prepare_publication(struct agent *agent, const struct candidate *file,
   return AG_OK;
 }
 
+void ingest_open_ahead(struct agent *agent, const struct candidate *file)
+{
+  if (agent->remote == NULL || agent->config->claim_dir != NULL ||
+      file->claimed)
+    return;
+  char *path = claim_source_path(agent->config, file->rel, file->rel_len, NULL);
+  if (path != NULL)
+    remote_open_ahead(agent->remote, path);
+  free(path);
+}
+
 enum ag_code ingest_deliver(struct agent *agent, const struct candidate *file,
                             struct manifest_record *record, bool *delivered,
                             struct ingest_pending **pending,

@@ -4,6 +4,7 @@
 #include "pipeline.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,8 @@ struct delivery {
   struct manifest_record record;
   struct ingest_pending *publication; /* NULL once DELIVERED is queued */
   uint64_t ticket;                    /* the record that the next step needs */
-  bool abandoned; /* the publication failed and is left to the next pass */
+  bool abandoned;  /* the publication failed and is left to the next pass */
+  bool move_tried; /* send_next_move() passed it, its record committed */
 };
 
 struct worker {
@@ -259,21 +261,29 @@ static enum ag_code publish_ready(struct worker *worker, bool wait,
   return AG_OK;
 }
 
+/* Drop the abandoned files at the head of the waiting list and return the
+ * first one left, or NULL. */
+static struct delivery *first_waiting(struct worker *worker)
+{
+  while (worker->waiting_count > 0 && waiting_at(worker, 0)->abandoned)
+    pop_waiting(worker);
+  return worker->waiting_count > 0 ? waiting_at(worker, 0) : NULL;
+}
+
 /* Run the remote step of the oldest waiting files whose DELIVERED records
- * are committed. With wait, first wait for the oldest one's record. */
+ * are committed. With wait, first wait for the oldest one's record, and
+ * then take every one that is ready. Without, take at most one, and only
+ * one that send_next_move() has passed: its move went out with the last
+ * download, or cannot be sent ahead. */
 static enum ag_code dispose_ready(struct worker *worker, bool wait,
                                   struct ag_error *err)
 {
-  while (worker->waiting_count > 0) {
-    struct delivery *next = waiting_at(worker, 0);
-    bool ready = false;
+  bool every = wait;
+  struct delivery *next;
 
-    if (next->abandoned) {
-      pop_waiting(worker);
-      continue;
-    }
-    if (next->publication != NULL)
-      break;
+  while ((next = first_waiting(worker)) != NULL && next->publication == NULL &&
+         (every || next->move_tried)) {
+    bool ready = false;
     enum ag_code code = ticket_ready(worker, next->ticket, wait, &ready, err);
     if (code != AG_OK || !ready)
       return code;
@@ -283,7 +293,7 @@ static enum ag_code dispose_ready(struct worker *worker, bool wait,
         dispose_delivered(&worker->view, next->file->rel, next->file->rel_len,
                           &next->record, &worker->summary, err);
     pop_waiting(worker);
-    if (code != AG_OK)
+    if (code != AG_OK || !every)
       return code;
   }
   return AG_OK;
@@ -300,6 +310,21 @@ static enum ag_code advance_waiting(struct worker *worker, bool wait,
   if (code == AG_OK)
     code = dispose_ready(worker, wait, err);
   return code;
+}
+
+/* Send the archive move of the file that the next dispose_ready() takes,
+ * when its DELIVERED record is committed already, so that the move goes
+ * out with the requests of the next download (dispose_move_ahead()). */
+static void send_next_move(struct worker *worker)
+{
+  struct delivery *next = first_waiting(worker);
+
+  if (next == NULL || next->publication != NULL ||
+      !recorder_is_durable(worker->pipeline->recorder, next->ticket))
+    return;
+  dispose_move_ahead(&worker->view, next->file->rel, next->file->rel_len,
+                     &next->record);
+  next->move_tried = true;
 }
 
 /* Forget the waiting files after an error. Their records stay DOWNLOADED
@@ -376,6 +401,7 @@ static enum ag_code take_file(struct worker *worker,
   slot->publication = publication;
   slot->ticket = worker->last_ticket;
   slot->abandoned = false;
+  slot->move_tried = false;
   worker->waiting_count++;
   return AG_OK;
 }
@@ -420,16 +446,24 @@ static void worker_main(void *arg)
   bool ready = open_session(worker);
   if (ready)
     create_download_file(worker);
-  while (ready && !atomic_load(&pipeline->stopping)) {
-    code = advance_waiting(worker, false, &err);
-    if (code != AG_OK)
-      break;
-    size_t index = atomic_fetch_add(&pipeline->next, 1);
-    if (index >= pipeline->count)
-      break;
+  /* Each file's open goes out one file early, and the archive move of a
+   * waiting file just before a download, so that the open of the next
+   * file, the move and the current file's read reach the server together
+   * (docs/performance.md). */
+  size_t index = ready ? atomic_fetch_add(&pipeline->next, 1) : SIZE_MAX;
+  if (index < pipeline->count)
+    ingest_open_ahead(&worker->view, &pipeline->files[index]);
+  while (index < pipeline->count && !atomic_load(&pipeline->stopping)) {
+    size_t upcoming = atomic_fetch_add(&pipeline->next, 1);
+    if (upcoming < pipeline->count)
+      ingest_open_ahead(&worker->view, &pipeline->files[upcoming]);
+    send_next_move(worker);
     code = take_file(worker, &pipeline->files[index], &err);
+    if (code == AG_OK)
+      code = advance_waiting(worker, false, &err);
     if (code != AG_OK)
       break;
+    index = upcoming;
   }
 
   struct ag_error finish_err = {0};

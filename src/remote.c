@@ -87,7 +87,7 @@ static enum ag_code start_session(struct remote *remote,
                         "cannot create an SSH session for "
                         "%s: out of memory",
                         remote->endpoint);
-  remote_watch_receive(remote);
+  remote_watch_socket(remote);
 
   enum ag_code code = remote_hostkey_prepare(remote->session, config,
                                              remote->endpoint, known, err);
@@ -249,6 +249,8 @@ void remote_close(struct remote *remote)
 
   /* The whole shutdown gets one timeout. On a broken session every step
    * fails at once without network traffic and only frees memory. */
+  if (remote->sftp != NULL)
+    remote_drop_ahead(remote);
   int64_t deadline = remote_deadline(remote);
   if (remote->sftp != NULL)
     shutdown_sftp(remote, deadline);

@@ -94,15 +94,6 @@ static enum ag_code read_file(struct remote *remote,
   return code;
 }
 
-/* Return whether the libssh2 call that returned rc has sent its whole
- * request and waits for the reply. */
-static bool request_sent(struct remote *remote, int rc)
-{
-  return rc == LIBSSH2_ERROR_EAGAIN &&
-         !(libssh2_session_block_directions(remote->session) &
-           LIBSSH2_SESSION_BLOCK_OUTBOUND);
-}
-
 /* Send lstat of path and the close of handle back to back, then collect
  * both replies, so that they take one round trip. Stores path's
  * attributes in attrs. Frees handle in every case.
@@ -127,7 +118,7 @@ static enum ag_code stat_and_close(struct remote *remote,
   do
     stat_rc = libssh2_sftp_stat_ex(remote->sftp, path, len, LIBSSH2_SFTP_LSTAT,
                                    attrs);
-  while (!request_sent(remote, stat_rc) &&
+  while (!remote_request_sent(remote, stat_rc) &&
          remote_wait(remote, stat_rc, deadline));
   /* A failure is recorded at once, because the close resets the SFTP
    * status that the message reads. */
@@ -137,7 +128,7 @@ static enum ag_code stat_and_close(struct remote *remote,
   if (!remote->broken) {
     do
       close_rc = libssh2_sftp_close_handle(handle);
-    while (!request_sent(remote, close_rc) &&
+    while (!remote_request_sent(remote, close_rc) &&
            remote_wait(remote, close_rc, deadline));
   }
 

@@ -8,6 +8,7 @@
  *   remote_list.c        folder listing
  *   remote_sftp.c        stat, rename, delete, mkdir, create
  *   remote_download.c    download with its change check
+ *   remote_ahead.c       opens and renames sent ahead of their use
  * Not part of the public API. */
 #ifndef AGENT_REMOTE_INTERNAL_H
 #define AGENT_REMOTE_INTERNAL_H
@@ -119,9 +120,28 @@ struct remote {
    * since, so the agent's receive callback reports EAGAIN without a system
    * call. */
   bool receive_drained;
+  /* libssh2's own send callback, which the agent's one calls. */
+  libssh2_cb_generic *send_default;
+  /* The kernel may delay the next sends until a send without this flag
+   * or a remote_wait(), so that requests leave in one segment. */
+  bool delay_sends;
+  /* The last send left data in the kernel, which remote_wait() pushes out
+   * before it waits. */
+  bool sends_delayed;
   /* The server follows SFTP version 3 in rejecting a rename onto an
    * existing file, so remote_rename() needs no look first. */
   bool rename_rejects_existing;
+  /* Requests sent ahead (remote_ahead.c): an open whose reply no call
+   * has taken, an open whose handle waits for its download, and a rename
+   * with its result once taken (move_settled). */
+  char *opening_path;
+  char *opened_path;
+  LIBSSH2_SFTP_HANDLE *opened_handle;
+  char *move_from;
+  char *move_to;
+  bool move_settled;
+  int move_rc;
+  unsigned long move_status;
   int timeout;        /* seconds */
   char endpoint[300]; /* "host:port" for messages, escaped */
   char user[128];     /* user name for messages, escaped */
@@ -154,12 +174,19 @@ int64_t remote_deadline(const struct remote *remote);
  * remote_fail_call() reports as AG_ETIMEDOUT. */
 bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms);
 
-/* Route the session's receives through the agent's callback, which skips
- * the recv() calls that cannot find data: after one recv() found the
- * socket empty, every further receive reports EAGAIN at once until
- * remote_wait() has polled the socket. Call once, right after
- * libssh2_session_init_ex(). */
-void remote_watch_receive(struct remote *remote);
+/* Return whether the libssh2 call that returned rc has sent its whole
+ * request and waits for the reply. libssh2 sends no other packet while it
+ * keeps the unsent rest of one, so a second request may only follow a
+ * first one for which this is true. */
+bool remote_request_sent(const struct remote *remote, int rc);
+
+/* Route the session's sends and receives through the agent's callbacks.
+ * The receive callback skips the recv() calls that cannot find data:
+ * after one recv() found the socket empty, every further receive reports
+ * EAGAIN at once until remote_wait() has polled the socket. The send
+ * callback lets the kernel delay sends while remote->delay_sends is set.
+ * Call once, right after libssh2_session_init_ex(). */
+void remote_watch_socket(struct remote *remote);
 
 /* Mark the session broken: close its socket at once and make libssh2's
  * send and receive fail without touching the socket, so that every later
@@ -213,14 +240,50 @@ enum ag_code remote_check_path(struct remote *remote, const char *operation,
 /* ---- Handles (remote_sftp.c) ----------------------------------------- */
 
 /* Open path (len bytes) as libssh2_sftp_open_ex() does, within one
- * deadline. Returns NULL on failure, with the libssh2 error in *rc. */
+ * deadline. Returns NULL on failure, with the libssh2 error in *rc. Takes
+ * the handle of an open of path for reading that remote_open_ahead()
+ * sent. */
 LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
                                         size_t len, unsigned long flags,
                                         long mode, int open_type, int *rc);
 
+/* libssh2_sftp_open_ex() within one deadline, without looking at the
+ * opens sent ahead. A call while an open is in progress takes that open's
+ * reply. */
+LIBSSH2_SFTP_HANDLE *remote_open_wait(struct remote *remote, const char *path,
+                                      size_t len, unsigned long flags,
+                                      long mode, int open_type, int *rc);
+
+/* libssh2_sftp_rename_ex() of from to to within one deadline, without
+ * overwrite. Returns its result, with the SFTP status reply in *status, or
+ * LIBSSH2_FX_OK when there was none. */
+int remote_rename_wait(struct remote *remote, const char *from, const char *to,
+                       unsigned long *status);
+
 /* Close handle within one deadline and free it in every case, also on a
  * broken session. Returns 0 or the libssh2 error. */
 int remote_close_handle(struct remote *remote, LIBSSH2_SFTP_HANDLE *handle);
+
+/* ---- Requests sent ahead (remote_ahead.c) ---------------------------- */
+
+/* Take the handle of path (len bytes) that remote_open_ahead() opened:
+ * set *found and return the handle, or NULL with the libssh2 error in
+ * *rc. When path is NULL or was not opened ahead, *found stays false and
+ * the reply of an open in progress is taken first, so that libssh2 can
+ * start another open. */
+LIBSSH2_SFTP_HANDLE *remote_take_opened(struct remote *remote, const char *path,
+                                        size_t len, bool *found, int *rc);
+
+/* Take the result of the rename of from to to that remote_rename_ahead()
+ * sent: return true with its libssh2 result in *rc and its SFTP status in
+ * *status. Otherwise return false, after taking the reply of a rename in
+ * progress so that libssh2 can start another one. */
+bool remote_take_moved(struct remote *remote, const char *from, const char *to,
+                       int *rc, unsigned long *status);
+
+/* Close the handles and forget the results of requests sent ahead. On a
+ * broken session only free them. */
+void remote_drop_ahead(struct remote *remote);
 
 /* ---- Listing (remote_list.c) ------------------------------------------ */
 

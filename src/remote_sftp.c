@@ -28,9 +28,9 @@ static int stat_path(struct remote *remote, const char *path, size_t len,
   return rc;
 }
 
-LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
-                                        size_t len, unsigned long flags,
-                                        long mode, int open_type, int *rc)
+LIBSSH2_SFTP_HANDLE *remote_open_wait(struct remote *remote, const char *path,
+                                      size_t len, unsigned long flags,
+                                      long mode, int open_type, int *rc)
 {
   int64_t deadline = remote_deadline(remote);
   LIBSSH2_SFTP_HANDLE *handle;
@@ -43,6 +43,21 @@ LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
       *rc = libssh2_session_last_errno(remote->session);
   } while (handle == NULL && remote_wait(remote, *rc, deadline));
   return handle;
+}
+
+LIBSSH2_SFTP_HANDLE *remote_open_handle(struct remote *remote, const char *path,
+                                        size_t len, unsigned long flags,
+                                        long mode, int open_type, int *rc)
+{
+  bool reads = open_type == LIBSSH2_SFTP_OPENFILE &&
+               flags == LIBSSH2_FXF_READ && mode == 0;
+  bool found = false;
+  LIBSSH2_SFTP_HANDLE *handle =
+      remote_take_opened(remote, reads ? path : NULL, len, &found, rc);
+
+  if (found)
+    return handle;
+  return remote_open_wait(remote, path, len, flags, mode, open_type, rc);
 }
 
 int remote_close_handle(struct remote *remote, LIBSSH2_SFTP_HANDLE *handle)
@@ -125,15 +140,60 @@ static enum ag_code fail_rename(struct remote *remote, int rc,
   return remote_fail_call(remote, rc, what, AG_EREMOTE, err);
 }
 
+int remote_rename_wait(struct remote *remote, const char *from, const char *to,
+                       unsigned long *status)
+{
+  int64_t deadline = remote_deadline(remote);
+  int rc;
+
+  /* Flags 0: no OVERWRITE. SFTP version 3 servers ignore the flags. */
+  do
+    rc = libssh2_sftp_rename_ex(remote->sftp, from, (unsigned)strlen(from), to,
+                                (unsigned)strlen(to), 0);
+  while (remote_wait(remote, rc, deadline));
+  *status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
+                ? libssh2_sftp_last_error(remote->sftp)
+                : LIBSSH2_FX_OK;
+  return rc;
+}
+
+/* Report the failure rc, with SFTP status, of renaming from to to. OpenSSH
+ * reports an existing target as SSH_FX_FAILURE, so a failure with the
+ * target present means that the target exists. */
+static enum ag_code report_failed_rename(struct remote *remote, int rc,
+                                         unsigned long status, const char *from,
+                                         const char *to, struct ag_error *err)
+{
+  bool exists = false;
+
+  if (status == LIBSSH2_FX_FAILURE ||
+      status == LIBSSH2_FX_FILE_ALREADY_EXISTS) {
+    enum ag_code code = path_exists(remote, to, &exists, err);
+    if (code != AG_OK)
+      return code;
+    if (exists)
+      return report_target_exists(remote, from, to, err);
+  }
+  return fail_rename(remote, rc, status, from, to, err);
+}
+
 enum ag_code remote_rename(struct remote *remote, const char *from,
                            const char *to, struct ag_error *err)
 {
   bool exists = false;
+  unsigned long status = LIBSSH2_FX_OK;
+  int rc = 0;
   enum ag_code code = remote_check_path(remote, "rename", from, err);
   if (code == AG_OK)
     code = remote_check_path(remote, "rename to", to, err);
   if (code != AG_OK)
     return code;
+
+  /* A rename that remote_rename_ahead() sent only needs its reply. It is
+   * sent only where the server rejects an existing target. */
+  if (remote_take_moved(remote, from, to, &rc, &status))
+    return rc == 0 ? AG_OK
+                   : report_failed_rename(remote, rc, status, from, to, err);
 
   /* OpenSSH's server rejects a rename onto an existing file, as SFTP version
    * 3 requires, but servers that map SFTP rename to POSIX rename() replace
@@ -148,31 +208,10 @@ enum ag_code remote_rename(struct remote *remote, const char *from,
       return report_target_exists(remote, from, to, err);
   }
 
-  /* Flags 0: no OVERWRITE. SFTP version 3 servers ignore the flags. */
-  int64_t deadline = remote_deadline(remote);
-  int rc;
-  do
-    rc = libssh2_sftp_rename_ex(remote->sftp, from, (unsigned)strlen(from), to,
-                                (unsigned)strlen(to), 0);
-  while (remote_wait(remote, rc, deadline));
+  rc = remote_rename_wait(remote, from, to, &status);
   if (rc == 0)
     return AG_OK;
-
-  /* OpenSSH reports an existing target as SSH_FX_FAILURE, so a failure
-   * with the target present means the target appeared meanwhile. */
-  unsigned long status = rc == LIBSSH2_ERROR_SFTP_PROTOCOL
-                             ? libssh2_sftp_last_error(remote->sftp)
-                             : LIBSSH2_FX_OK;
-  if (status == LIBSSH2_FX_FAILURE ||
-      status == LIBSSH2_FX_FILE_ALREADY_EXISTS) {
-    code = path_exists(remote, to, &exists, err);
-    if (code != AG_OK)
-      return code;
-    if (exists)
-      return report_target_exists(remote, from, to, err);
-  }
-
-  return fail_rename(remote, rc, status, from, to, err);
+  return report_failed_rename(remote, rc, status, from, to, err);
 }
 
 /* libssh2_sftp_unlink_ex() within one deadline. Returns its result. */

@@ -63,8 +63,32 @@ static ssize_t receive_polled(libssh2_socket_t sock, void *buffer,
   return got;
 }
 
-void remote_watch_receive(struct remote *remote)
+/* The type of libssh2's send callbacks. */
+typedef ssize_t send_fn(libssh2_socket_t sock, const void *buffer,
+                        size_t length, int flags, void **abstract);
+
+/* libssh2's send callback while the session works. While
+ * remote->delay_sends is set, the kernel delays what is sent until the
+ * next send without it, or until remote_wait() pushes it out, so that
+ * requests sent one after another reach the server in one segment and
+ * wake it once. */
+static ssize_t send_grouped(libssh2_socket_t sock, const void *buffer,
+                            size_t length, int flags, void **abstract)
 {
+  struct remote *remote = *abstract;
+  send_fn *send_default = (send_fn *)remote->send_default;
+
+  if (remote->delay_sends)
+    flags |= sock_delay_flags();
+  remote->sends_delayed = remote->delay_sends;
+  return send_default(sock, buffer, length, flags, abstract);
+}
+
+void remote_watch_socket(struct remote *remote)
+{
+  remote->send_default =
+      libssh2_session_callback_set2(remote->session, LIBSSH2_CALLBACK_SEND,
+                                    (libssh2_cb_generic *)send_grouped);
   remote->receive_default =
       libssh2_session_callback_set2(remote->session, LIBSSH2_CALLBACK_RECV,
                                     (libssh2_cb_generic *)receive_polled);
@@ -90,6 +114,13 @@ int64_t remote_deadline(const struct remote *remote)
   return plat_monotonic_ms() + (int64_t)remote->timeout * 1000;
 }
 
+bool remote_request_sent(const struct remote *remote, int rc)
+{
+  return rc == LIBSSH2_ERROR_EAGAIN &&
+         !(libssh2_session_block_directions(remote->session) &
+           LIBSSH2_SESSION_BLOCK_OUTBOUND);
+}
+
 bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms)
 {
   if (rc != LIBSSH2_ERROR_EAGAIN || remote->broken)
@@ -99,6 +130,13 @@ bool remote_wait(struct remote *remote, int rc, int64_t deadline_ms)
   if (left <= 0) {
     remote_break(remote);
     return false;
+  }
+
+  /* A request that the kernel delays must not wait through a poll for its
+   * reply. */
+  if (remote->sends_delayed) {
+    sock_push(remote->socket);
+    remote->sends_delayed = false;
   }
 
   /* When libssh2 names no direction, wait to read, so that the server's

@@ -95,6 +95,24 @@ enum ag_code remote_list(struct remote *remote, const char *dir, bool recursive,
 enum ag_code remote_stat(struct remote *remote, const char *path,
                          struct remote_entry *entry, struct ag_error *err);
 
+/* Send the request that opens path for reading, and return without
+ * waiting for the reply. The kernel delays it until the next request, so
+ * both reach the server together, and a remote_download() of path takes
+ * the handle, usually without waiting. Keeps two such opens: the handle
+ * of the one before, and this one in progress. An older handle that no
+ * download took is closed. Nothing is reported here: when the open fails,
+ * the download opens path again and reports why. */
+void remote_open_ahead(struct remote *remote, const char *path);
+
+/* Send the rename of from to to, and return without waiting for the
+ * reply; the kernel delays it until the next request. The remote_rename()
+ * of the same pair then takes its result and reports it as its own. Does
+ * nothing while an earlier rename sent ahead has not been taken, or when
+ * the server is not known to reject an existing target by itself, because
+ * the agent must not replace a remote file. */
+void remote_rename_ahead(struct remote *remote, const char *from,
+                         const char *to);
+
 /* Download path, passing each block to fn. Reads expect_size bytes and no
  * more, then stats path without following a final symlink. Fails with
  * AG_ECHANGED when the file ends before expect_size. Fails with

@@ -60,6 +60,17 @@ enum ag_code sock_connect(const char *host, int port, int timeout_ms,
 enum ag_code sock_wait(sock_handle sock, bool want_read, bool want_write,
                        int timeout_ms, struct ag_error *err);
 
+/* Return the flags to add to a send() on a socket from sock_connect() so
+ * that the kernel delays the data until a later send without them, which
+ * lets several small requests leave in one TCP segment. 0 where the
+ * system has no such flag (Windows). A caller that used them must end
+ * with sock_push() or a send without them before it waits for replies. */
+int sock_delay_flags(void);
+
+/* Send the data that sends with sock_delay_flags() left in the kernel.
+ * Does nothing where there is none, and on Windows. */
+void sock_push(sock_handle sock);
+
 /* Close sock. Returns at once, also when the peer is not responding.
  * Accepts SOCK_INVALID. */
 void sock_close(sock_handle sock);

@@ -184,3 +184,21 @@ void sock_close(sock_handle sock)
   if (sock != SOCK_INVALID)
     close(sock);
 }
+
+int sock_delay_flags(void)
+{
+#ifdef MSG_MORE
+  return MSG_MORE;
+#else
+  return 0;
+#endif
+}
+
+void sock_push(sock_handle sock)
+{
+  /* Turning Nagle's algorithm off, which sock_connect() already did, sends
+   * what is held at once (tcp(7)). A failure leaves the data to the next
+   * send, so it only costs time. */
+  int one = 1;
+  (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}

@@ -259,3 +259,13 @@ void sock_close(sock_handle sock)
   if (sock != SOCK_INVALID)
     closesocket((SOCKET)sock);
 }
+
+int sock_delay_flags(void)
+{
+  return 0;
+}
+
+void sock_push(sock_handle sock)
+{
+  (void)sock;
+}

@@ -1540,6 +1540,166 @@ static void write_new_never_replaces(void **state)
   remote_close(remote);
 }
 
+/* Download path with the expected size and mtime and check its content. */
+static void expect_download(struct remote *remote, const char *path,
+                            const char *content, int64_t mtime)
+{
+  struct sink sink = {.digest = EVP_MD_CTX_new()};
+  struct ag_error err = {0};
+  size_t len = strlen(content);
+
+  assert_int_equal(EVP_DigestInit_ex(sink.digest, EVP_sha256(), NULL), 1);
+  enum ag_code code =
+      remote_download(remote, path, len, mtime, collect_data, &sink, &err);
+  print_message("message: %s\n", err.message);
+  assert_int_equal(code, AG_OK);
+  assert_int_equal(sink.bytes, len);
+  assert_string_equal(sink.head, content);
+  EVP_MD_CTX_free(sink.digest);
+}
+
+static void open_ahead_is_taken_by_its_download(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], first[PATH_SIZE + 64], second[PATH_SIZE + 64];
+  char archived[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("ahead", dir, sizeof(dir));
+  format_text(first, sizeof(first), "%s/a.xml", dir);
+  format_text(second, sizeof(second), "%s/b.xml", dir);
+  format_text(archived, sizeof(archived), "%s/a.done", dir);
+  write_file(first, "<a/>", 4);
+  write_file(second, "<bb/>", 5);
+  set_mtime(first, 1650000010);
+  set_mtime(second, 1650000011);
+  struct remote *remote = connect_default();
+
+  remote_open_ahead(remote, first);
+  expect_download(remote, first, "<a/>", 1650000010);
+
+  /* The open of the next file goes out before a move, as in a pass, and
+   * the move's reply does not stand in for the open's. */
+  remote_open_ahead(remote, second);
+  assert_int_equal(remote_rename(remote, first, archived, &err), AG_OK);
+  assert_file_content(archived, "<a/>");
+  expect_download(remote, second, "<bb/>", 1650000011);
+  remote_close(remote);
+}
+
+static void open_ahead_not_taken_by_other_opens(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64], other[PATH_SIZE + 64];
+  char created[PATH_SIZE + 64];
+  struct listing listing = {0};
+  struct ag_error err = {0};
+
+  fresh_dir("ahead-other", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/a.xml", dir);
+  format_text(other, sizeof(other), "%s/b.xml", dir);
+  format_text(created, sizeof(created), "%s/new.json", dir);
+  write_file(path, "<a/>", 4);
+  write_file(other, "<other/>", 8);
+  set_mtime(other, 1650000012);
+  struct remote *remote = connect_default();
+
+  /* A download of another file gets its own handle. */
+  remote_open_ahead(remote, path);
+  expect_download(remote, other, "<other/>", 1650000012);
+
+  /* So does a listing, which opens the folder. */
+  remote_open_ahead(remote, path);
+  assert_int_equal(
+      remote_list(remote, dir, false, NULL, 0, collect_entry, &listing, &err),
+      AG_OK);
+  expect_listed(&listing, "a.xml", REMOTE_FILE);
+  expect_listed(&listing, "b.xml", REMOTE_FILE);
+  assert_int_equal(listing.count, 2);
+
+  /* And the creation of a file that the open ahead did not find. */
+  remote_open_ahead(remote, created);
+  assert_int_equal(remote_write_new(remote, created, "{}", 2, &err), AG_OK);
+  assert_file_content(created, "{}");
+
+  /* A write to the path opened ahead still never replaces the file. */
+  remote_open_ahead(remote, path);
+  assert_int_equal(remote_write_new(remote, path, "{}", 2, &err), AG_EEXIST);
+  assert_file_content(path, "<a/>");
+  remote_open_ahead(remote, path);
+  remote_close(remote);
+}
+
+static void open_ahead_of_missing_file_fails_at_download(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], path[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("ahead-missing", dir, sizeof(dir));
+  format_text(path, sizeof(path), "%s/gone.xml", dir);
+  struct remote *remote = connect_default();
+
+  remote_open_ahead(remote, path);
+  assert_int_equal(remote_download(remote, path, 1, 0, reject_data, NULL, &err),
+                   AG_ENOENT);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "gone.xml");
+  assert_contains(err.message, "no such file");
+
+  /* The session stays usable. */
+  write_file(path, "<back/>", 7);
+  set_mtime(path, 1650000013);
+  remote_open_ahead(remote, path);
+  expect_download(remote, path, "<back/>", 1650000013);
+  remote_close(remote);
+}
+
+static void rename_ahead_result_is_taken_by_its_rename(void **state)
+{
+  (void)state;
+  char dir[PATH_SIZE], first[PATH_SIZE + 64], second[PATH_SIZE + 64];
+  char done_first[PATH_SIZE + 64], done_second[PATH_SIZE + 64];
+  struct ag_error err = {0};
+
+  fresh_dir("rename-ahead", dir, sizeof(dir));
+  format_text(first, sizeof(first), "%s/a.xml", dir);
+  format_text(second, sizeof(second), "%s/b.xml", dir);
+  format_text(done_first, sizeof(done_first), "%s/a.done", dir);
+  format_text(done_second, sizeof(done_second), "%s/b.done", dir);
+  write_file(first, "first", 5);
+  write_file(second, "second", 6);
+  struct remote *remote = connect_default();
+
+  remote_rename_ahead(remote, first, done_first);
+  assert_int_equal(remote_rename(remote, first, done_first, &err), AG_OK);
+  assert_file_content(done_first, "first");
+  assert_int_equal(file_size(first), -1);
+
+  /* Another rename first: each gets its own result. */
+  write_file(first, "again", 5);
+  remote_rename_ahead(remote, second, done_second);
+  assert_int_equal(remote_rename(remote, first, done_first, &err), AG_EEXIST);
+  print_message("message: %s\n", err.message);
+  assert_contains(err.message, "a.done");
+  assert_file_content(first, "again");
+  ag_error_clear(&err);
+  assert_int_equal(remote_rename(remote, second, done_second, &err), AG_OK);
+  assert_file_content(done_second, "second");
+
+  /* A rename sent ahead onto an existing file fails, and its rename
+   * reports the taken target. */
+  remote_rename_ahead(remote, first, done_first);
+  assert_int_equal(remote_rename(remote, first, done_first, &err), AG_EEXIST);
+  assert_contains(err.message, "the target exists");
+  assert_file_content(first, "again");
+  assert_file_content(done_first, "first");
+
+  /* One that no rename took is dropped when the session closes. */
+  remote_rename_ahead(remote, first, done_second);
+  remote_close(remote);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1585,6 +1745,10 @@ int main(void)
       cmocka_unit_test(unlink_deletes_once),
       cmocka_unit_test(mkdirs_creates_nested_folders),
       cmocka_unit_test(write_new_never_replaces),
+      cmocka_unit_test(open_ahead_is_taken_by_its_download),
+      cmocka_unit_test(open_ahead_not_taken_by_other_opens),
+      cmocka_unit_test(open_ahead_of_missing_file_fails_at_download),
+      cmocka_unit_test(rename_ahead_result_is_taken_by_its_rename),
   };
 
   return cmocka_run_group_tests(tests, load_fixture, NULL);
