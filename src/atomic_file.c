@@ -97,6 +97,61 @@ enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err)
   return code;
 }
 
+/* Return whether the group's files qualify for one sync of their file
+ * system: enough of them wait for a sync, and all are in dir.
+ * NOTE: that sync also writes out other programs' files on the same file
+ * system, which can make it slower than the fsyncs it replaces. */
+static bool group_syncs_file_system(struct atomic_file *const *files,
+                                    size_t count, const char *dir,
+                                    const struct plat_file_system *fs)
+{
+  size_t waiting = 0;
+
+  if (fs == NULL)
+    return false;
+  for (size_t i = 0; i < count; i++) {
+    if (files[i]->synced)
+      continue;
+    if (strcmp(files[i]->dir, dir) != 0)
+      return false;
+    waiting++;
+  }
+  return waiting >= ATOMIC_FILE_GROUP_MIN;
+}
+
+enum ag_code atomic_file_sync_group(struct atomic_file *const *files,
+                                    size_t count, const char *dir,
+                                    struct plat_file_system *fs,
+                                    bool *dir_synced, struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+
+  *dir_synced = false;
+  if (!group_syncs_file_system(files, count, dir, fs)) {
+    for (size_t i = 0; i < count && code == AG_OK; i++)
+      code = atomic_file_sync(files[i], err);
+    return code;
+  }
+
+  /* A closed file's data stays in the page cache, where the sync of the
+   * file system finds it. */
+  for (size_t i = 0; i < count && code == AG_OK; i++) {
+    struct atomic_file *file = files[i];
+    if (file->synced)
+      continue;
+    if (file->stream == NULL)
+      return stream_closed(file, "sync", err);
+    code = plat_close(file->stream, file->temp_path, err);
+    file->stream = NULL;
+  }
+  if (code == AG_OK)
+    code = plat_file_system_sync(fs, err);
+  for (size_t i = 0; i < count && code == AG_OK; i++)
+    files[i]->synced = true;
+  *dir_synced = code == AG_OK;
+  return code;
+}
+
 enum ag_code atomic_file_prepare(struct atomic_file *file, struct ag_error *err)
 {
   if (file->prepared)

@@ -160,6 +160,8 @@ static enum ag_code rename_to(struct move_plan *plan, const char *from,
     }
     to = plan->record->archive_path;
   }
+  /* After dispose_move_ahead(), the server may have moved the file before
+   * this point already, which recovery handles as a crash after it. */
   FAULT_POINT("before_remote_rename");
   enum ag_code code = remote_rename(plan->agent->remote, from, to, rename_err);
   FAULT_POINT("after_remote_rename");

@@ -12,6 +12,9 @@
 struct recorder {
   struct manifest *manifest;
   const char *output_dir;
+  /* The output folder's file system, opened before any output of the
+   * pass was written, or NULL where it cannot be synced as a whole. */
+  struct plat_file_system *output_fs;
   struct plat_thread *thread;
 
   struct plat_mutex *lock;     /* guards every field below */
@@ -64,19 +67,22 @@ static struct manifest_batch *take_batch(struct recorder *recorder,
 /* Make one batch durable: its temporary outputs' data, then the output
  * folder when the batch records temporary outputs or renames that were
  * not synced (see recorder.h), then the records. The writers started
- * writing the outputs out (atomic_file_flush()), so on ext4 with a
- * journal the first fsync commits the block allocations of all of them,
- * and the others only wait for their data (docs/performance.md). */
+ * writing the outputs out (atomic_file_flush()). One sync of the output
+ * folder's file system makes the outputs of a large batch and the folder
+ * durable. A small batch gets an fsync of each output instead, and on
+ * ext4 with a journal the first one commits the block allocations of all
+ * (docs/performance.md). */
 static enum ag_code commit_batch(struct recorder *recorder,
                                  struct manifest_batch *batch,
                                  const struct batch_files *files,
                                  bool sync_output, struct ag_error *err)
 {
-  enum ag_code code = AG_OK;
+  bool dir_synced = false;
+  enum ag_code code =
+      atomic_file_sync_group(files->list, files->count, recorder->output_dir,
+                             recorder->output_fs, &dir_synced, err);
 
-  for (size_t i = 0; i < files->count && code == AG_OK; i++)
-    code = atomic_file_sync(files->list[i], err);
-  if (sync_output && code == AG_OK)
+  if (sync_output && !dir_synced && code == AG_OK)
     code = plat_sync_dir(recorder->output_dir, err);
   FAULT_POINT("before_batch_commit");
   if (code == AG_OK)
@@ -165,6 +171,7 @@ static void free_recorder(struct recorder *recorder)
   manifest_batch_free(recorder->filling);
   free(recorder->filling_files);
   free(recorder->spare_files);
+  plat_file_system_close(recorder->output_fs);
   free(recorder);
 }
 
@@ -188,6 +195,11 @@ enum ag_code recorder_start(struct manifest *manifest, const char *output_dir,
   if (code == AG_OK &&
       (recorder->filling_files == NULL || recorder->spare_files == NULL))
     code = ag_error_set(err, AG_ENOMEM, "out of memory");
+  /* Without it, each output is synced on its own, which reports a missing
+   * output folder as well. */
+  struct ag_error fs_err = {0};
+  if (code == AG_OK)
+    (void)plat_file_system_open(output_dir, &recorder->output_fs, &fs_err);
   if (code == AG_OK)
     code = plat_mutex_new(&recorder->lock, err);
   if (code == AG_OK)

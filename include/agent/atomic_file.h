@@ -28,6 +28,7 @@ enum atomic_file_mode {
 };
 
 struct atomic_file;
+struct plat_file_system;
 
 /* Create the temporary file "<prefix>.XXXXXX.tmp" in dir and store a
  * handle in *out, which the caller frees with atomic_file_free(). Error:
@@ -56,6 +57,20 @@ enum ag_code atomic_file_flush(struct atomic_file *file, struct ag_error *err);
  * stream kept is reported here. Calling it again does nothing. Error:
  * AG_ELOCAL naming the file. */
 enum ag_code atomic_file_sync(struct atomic_file *file, struct ag_error *err);
+
+/* Sync files[0..count) as atomic_file_sync() does, and set *dir_synced
+ * when the names in dir became durable as well. One sync of fs, the file
+ * system of dir (plat_file_system_open()), serves the whole group when
+ * all files are in dir and at least ATOMIC_FILE_GROUP_MIN of them wait
+ * for their sync. Each is then closed, and the group costs one journal
+ * commit and one disk cache flush instead of one per file. Otherwise each
+ * file is synced on its own. Stops at the first error, which names the
+ * file, or the folder for the sync of fs. */
+#define ATOMIC_FILE_GROUP_MIN 8
+enum ag_code atomic_file_sync_group(struct atomic_file *const *files,
+                                    size_t count, const char *dir,
+                                    struct plat_file_system *fs,
+                                    bool *dir_synced, struct ag_error *err);
 
 /* Sync the file (atomic_file_sync()) if that has not happened, then sync
  * its folder, so that the temporary name is durable as well. Calling it

@@ -60,6 +60,31 @@ enum ag_code plat_flush(FILE *file, const char *path, struct ag_error *err);
 enum ag_code plat_sync_close(FILE *file, const char *path,
                              struct ag_error *err);
 
+/* Flush stdio buffers and close file without syncing it. The file is
+ * closed in every case. Error messages name path. */
+enum ag_code plat_close(FILE *file, const char *path, struct ag_error *err);
+
+/* The file system of a folder, opened for plat_file_system_sync(). */
+struct plat_file_system;
+
+/* Open the file system of dir. Where the system cannot sync a
+ * whole file system (Windows), set *out to NULL and return AG_OK. Error:
+ * AG_ELOCAL naming dir, AG_ENOMEM. */
+enum ag_code plat_file_system_open(const char *dir,
+                                   struct plat_file_system **out,
+                                   struct ag_error *err);
+
+/* Make every file and folder of fs durable, as an fsync of each of them
+ * would, in one call: syncfs() on Linux. It also reports the write errors
+ * of the file system since plat_file_system_open() or the last call (Linux
+ * 5.8 and later), so open fs before the files to sync are written. Error:
+ * AG_ELOCAL naming the folder. */
+enum ag_code plat_file_system_sync(struct plat_file_system *fs,
+                                   struct ag_error *err);
+
+/* Close fs. Accepts NULL. */
+void plat_file_system_close(struct plat_file_system *fs);
+
 /* Sync the folder dir, so that files created, renamed or removed in it
  * survive a power loss. Error: AG_ELOCAL naming the folder. */
 enum ag_code plat_sync_dir(const char *dir, struct ag_error *err);

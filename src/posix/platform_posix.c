@@ -163,20 +163,90 @@ enum ag_code plat_flush(FILE *file, const char *path, struct ag_error *err)
   return AG_OK;
 }
 
-enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
+/* Flush stdio buffers, with sync also fsync, and close file. */
+static enum ag_code close_stream(FILE *file, const char *path, bool sync,
+                                 struct ag_error *err)
 {
   enum ag_code code = AG_OK;
 
   if (fflush(file) != 0 || ferror(file))
     code = ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
                         strerror(errno));
-  else if (fsync(fileno(file)) != 0)
+  else if (sync && fsync(fileno(file)) != 0)
     code = ag_error_set(err, AG_ELOCAL, "cannot sync '%s' to disk: %s", path,
                         strerror(errno));
   if (fclose(file) != 0 && code == AG_OK)
     code = ag_error_set(err, AG_ELOCAL, "cannot close '%s': %s", path,
                         strerror(errno));
   return code;
+}
+
+enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
+{
+  return close_stream(file, path, true, err);
+}
+
+enum ag_code plat_close(FILE *file, const char *path, struct ag_error *err)
+{
+  return close_stream(file, path, false, err);
+}
+
+struct plat_file_system {
+  int fd; /* the folder, open for syncfs() */
+  char *dir;
+};
+
+enum ag_code plat_file_system_open(const char *dir,
+                                   struct plat_file_system **out,
+                                   struct ag_error *err)
+{
+  *out = NULL;
+#ifdef __linux__
+  struct plat_file_system *fs = calloc(1, sizeof(*fs));
+  if (fs == NULL || (fs->dir = strdup(dir)) == NULL) {
+    free(fs);
+    return ag_error_set(err, AG_ENOMEM, "out of memory");
+  }
+  fs->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fs->fd < 0) {
+    ag_error_set(err, AG_ELOCAL, "cannot open folder '%s': %s", dir,
+                 strerror(errno));
+    plat_file_system_close(fs);
+    return err->code;
+  }
+  *out = fs;
+#else
+  (void)dir;
+  (void)err;
+#endif
+  return AG_OK;
+}
+
+enum ag_code plat_file_system_sync(struct plat_file_system *fs,
+                                   struct ag_error *err)
+{
+#ifdef __linux__
+  if (syncfs(fs->fd) != 0)
+    return ag_error_set(err, AG_ELOCAL,
+                        "cannot sync the file system of '%s' to disk: %s",
+                        fs->dir, strerror(errno));
+  return AG_OK;
+#else
+  return ag_error_set(err, AG_ELOCAL,
+                      "cannot sync the file system of '%s' to disk: this "
+                      "system has no syncfs()",
+                      fs->dir);
+#endif
+}
+
+void plat_file_system_close(struct plat_file_system *fs)
+{
+  if (fs == NULL)
+    return;
+  if (fs->fd >= 0)
+    close(fs->fd);
+  free(fs->dir);
+  free(fs);
 }
 
 enum ag_code plat_sync_dir(const char *dir, struct ag_error *err)

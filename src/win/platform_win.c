@@ -332,6 +332,48 @@ enum ag_code plat_sync_close(FILE *file, const char *path, struct ag_error *err)
   return code;
 }
 
+enum ag_code plat_close(FILE *file, const char *path, struct ag_error *err)
+{
+  enum ag_code code = AG_OK;
+
+  if (fflush(file) != 0 || ferror(file))
+    code = ag_error_set(err, AG_ELOCAL, "cannot write '%s': %s", path,
+                        strerror(errno));
+  if (fclose(file) != 0 && code == AG_OK)
+    code = ag_error_set(err, AG_ELOCAL, "cannot close '%s': %s", path,
+                        strerror(errno));
+  return code;
+}
+
+/* NOTE: flushing a whole volume needs administrator rights on Windows, so
+ * there is no file system to open, and files are flushed one by one. */
+struct plat_file_system {
+  int unused;
+};
+
+enum ag_code plat_file_system_open(const char *dir,
+                                   struct plat_file_system **out,
+                                   struct ag_error *err)
+{
+  (void)dir;
+  (void)err;
+  *out = NULL;
+  return AG_OK;
+}
+
+enum ag_code plat_file_system_sync(struct plat_file_system *fs,
+                                   struct ag_error *err)
+{
+  (void)fs;
+  return ag_error_set(err, AG_ELOCAL,
+                      "cannot sync a whole file system on Windows");
+}
+
+void plat_file_system_close(struct plat_file_system *fs)
+{
+  (void)fs;
+}
+
 /* Return whether a failed move may succeed when tried again, because
  * another program has the target open without FILE_SHARE_DELETE or a
  * scanner still reads the new file. */

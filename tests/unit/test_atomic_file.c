@@ -2,6 +2,7 @@
  * name, a failed or abandoned one leaves nothing behind, and a kept
  * temporary file stays for crash recovery. */
 #include "agent/atomic_file.h"
+#include "agent/platform.h"
 
 #include "test_support.h"
 
@@ -11,6 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,6 +137,87 @@ static void publish_fails_into_missing(void **state)
   assert_int_equal(count_dir_entries(f->dir), 0);
 }
 
+/* Create count files in f->dir, each holding its number. */
+static void create_group(struct folder_fixture *f, struct atomic_file **files,
+                         size_t count)
+{
+  for (size_t i = 0; i < count; i++) {
+    assert_int_equal(atomic_file_create(f->dir, ".group",
+                                        ATOMIC_FILE_GROUP_READ, &files[i],
+                                        &f->err),
+                     AG_OK);
+    fprintf(atomic_file_stream(files[i]), "%zu\n", i);
+    assert_int_equal(atomic_file_flush(files[i], &f->err), AG_OK);
+  }
+}
+
+/* A group large enough for one sync of the file system is closed and
+ * synced as a whole, and each file then publishes its content. */
+static void sync_group_then_publish(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *files[ATOMIC_FILE_GROUP_MIN + 2];
+  const size_t count = sizeof(files) / sizeof(files[0]);
+  char name[32], path[PATH_SIZE], expected[32];
+  struct plat_file_system *fs = NULL;
+  bool dir_synced = false;
+  size_t len = 0;
+
+  assert_int_equal(plat_file_system_open(f->dir, &fs, &f->err), AG_OK);
+  create_group(f, files, count);
+  assert_int_equal(
+      atomic_file_sync_group(files, count, f->dir, fs, &dir_synced, &f->err),
+      AG_OK);
+  /* Windows has no sync of a whole file system, so each file is synced. */
+  assert_int_equal(dir_synced, fs != NULL);
+  plat_file_system_close(fs);
+  for (size_t i = 0; i < count; i++) {
+    assert_null(atomic_file_stream(files[i]));
+    snprintf(name, sizeof(name), "doc%zu.json", i);
+    assert_int_equal(atomic_file_publish_unsynced(files[i], name, &f->err),
+                     AG_OK);
+    atomic_file_free(files[i]);
+
+    join_path(path, sizeof(path), f->dir, name);
+    char *text = read_file(path, &len);
+    snprintf(expected, sizeof(expected), "%zu\n", i);
+    assert_string_equal(text, expected);
+    free(text);
+  }
+  assert_int_equal(count_dir_entries(f->dir), count);
+}
+
+/* A write error that one file's stream kept fails the group's sync and
+ * names that file. */
+static void sync_group_reports_write_error(void **state)
+{
+  struct folder_fixture *f = *state;
+  struct atomic_file *files[ATOMIC_FILE_GROUP_MIN];
+  const size_t count = sizeof(files) / sizeof(files[0]);
+  struct plat_file_system *fs = NULL;
+  bool dir_synced = true;
+
+  assert_int_equal(plat_file_system_open(f->dir, &fs, &f->err), AG_OK);
+  create_group(f, files, count);
+  FILE *broken = atomic_file_stream(files[3]);
+  (void)fgetc(broken); /* reading a write-only stream sets its error flag */
+  if (!ferror(broken)) {
+    for (size_t i = 0; i < count; i++)
+      atomic_file_free(files[i]);
+    plat_file_system_close(fs);
+    skip();
+  }
+  assert_int_equal(
+      atomic_file_sync_group(files, count, f->dir, fs, &dir_synced, &f->err),
+      AG_ELOCAL);
+  plat_file_system_close(fs);
+  assert_false(dir_synced);
+  assert_non_null(strstr(f->err.message, atomic_file_temp_name(files[3])));
+  for (size_t i = 0; i < count; i++)
+    atomic_file_free(files[i]);
+  assert_int_equal(count_dir_entries(f->dir), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -145,6 +228,12 @@ int main(void)
       cmocka_unit_test_setup_teardown(kept_temp_survives, folder_fixture_setup,
                                       folder_fixture_teardown),
       cmocka_unit_test_setup_teardown(sync_then_publish_unsynced,
+                                      folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(sync_group_then_publish,
+                                      folder_fixture_setup,
+                                      folder_fixture_teardown),
+      cmocka_unit_test_setup_teardown(sync_group_reports_write_error,
                                       folder_fixture_setup,
                                       folder_fixture_teardown),
       cmocka_unit_test_setup_teardown(publish_fails_into_missing,

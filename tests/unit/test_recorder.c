@@ -327,6 +327,47 @@ static void intent_files_synced_first(void **state)
   manifest_close(manifest);
 }
 
+/* A batch of many intents syncs all their outputs before any intent is
+ * durable, with one sync of the file system where the system has one. */
+static void many_intents_synced_together(void **state)
+{
+  struct folder_fixture *fixture = *state;
+  struct manifest *manifest = open_ok(fixture->dir);
+  struct recorder *recorder = start_ok(manifest, fixture->dir);
+  struct atomic_file *files[ATOMIC_FILE_GROUP_MIN * 2];
+  const size_t count = sizeof(files) / sizeof(files[0]);
+  struct manifest_record record = {.state = MANIFEST_DOWNLOADED};
+  struct manifest_record out = {0};
+  struct ag_error err = {0};
+  uint64_t tickets[ATOMIC_FILE_GROUP_MIN * 2];
+  char key[32], output[64];
+
+  for (size_t i = 0; i < count; i++)
+    files[i] = written_output(fixture->dir, "{}\n");
+  for (size_t i = 0; i < count; i++) {
+    snprintf(key, sizeof(key), "f%zu.xml", i);
+    snprintf(output, sizeof(output), "f%zu.0123456789abcdef.json", i);
+    record.output = output;
+    record.output_temp = (char *)atomic_file_temp_name(files[i]);
+    assert_int_equal(recorder_put_synced(recorder, key, strlen(key), &record,
+                                         &files[i], 1, &tickets[i], &err),
+                     AG_OK);
+  }
+  assert_int_equal(recorder_wait(recorder, tickets[count - 1], &err), AG_OK);
+
+  for (size_t i = 0; i < count; i++) {
+    assert_null(atomic_file_stream(files[i]));
+    snprintf(key, sizeof(key), "f%zu.xml", i);
+    assert_true(has_record(manifest, key, &out));
+    assert_string_equal(out.output_temp, atomic_file_temp_name(files[i]));
+    manifest_record_clear(&out);
+  }
+  assert_int_equal(recorder_stop(recorder, &err), AG_OK);
+  for (size_t i = 0; i < count; i++)
+    atomic_file_free(files[i]);
+  manifest_close(manifest);
+}
+
 /* A file that cannot be synced fails the commit of its intent, with an
  * error that names the file, and the intent never reaches the manifest. */
 static void failed_file_sync_fails_commit(void **state)
@@ -378,6 +419,7 @@ int main(void)
       FOLDER_TEST(intent_syncs_output_folder),
       FOLDER_TEST(other_records_skip_folder_sync),
       FOLDER_TEST(intent_files_synced_first),
+      FOLDER_TEST(many_intents_synced_together),
       FOLDER_TEST(failed_file_sync_fails_commit),
   };
 
