@@ -1630,7 +1630,7 @@ static void open_ahead_not_taken_by_other_opens(void **state)
   remote_close(remote);
 }
 
-static void open_ahead_of_missing_file_fails_at_download(void **state)
+static void open_ahead_missing_file_fails_download(void **state)
 {
   (void)state;
   char dir[PATH_SIZE], path[PATH_SIZE + 64];
@@ -1655,7 +1655,7 @@ static void open_ahead_of_missing_file_fails_at_download(void **state)
   remote_close(remote);
 }
 
-static void rename_ahead_result_is_taken_by_its_rename(void **state)
+static void rename_ahead_gets_its_own_result(void **state)
 {
   (void)state;
   char dir[PATH_SIZE], first[PATH_SIZE + 64], second[PATH_SIZE + 64];
@@ -1747,8 +1747,8 @@ int main(void)
       cmocka_unit_test(write_new_never_replaces),
       cmocka_unit_test(open_ahead_is_taken_by_its_download),
       cmocka_unit_test(open_ahead_not_taken_by_other_opens),
-      cmocka_unit_test(open_ahead_of_missing_file_fails_at_download),
-      cmocka_unit_test(rename_ahead_result_is_taken_by_its_rename),
+      cmocka_unit_test(open_ahead_missing_file_fails_download),
+      cmocka_unit_test(rename_ahead_gets_its_own_result),
   };
 
   return cmocka_run_group_tests(tests, load_fixture, NULL);
