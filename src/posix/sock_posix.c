@@ -199,6 +199,6 @@ void sock_push(sock_handle sock)
   /* Turning Nagle's algorithm off, which sock_connect() already did, sends
    * what is held at once (tcp(7)). A failure leaves the data to the next
    * send, so it only costs time. */
-  int one = 1;
-  (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int enabled = 1;
+  (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &enabled, sizeof(enabled));
 }

@@ -137,7 +137,7 @@ static void publish_fails_into_missing(void **state)
   assert_int_equal(count_dir_entries(f->dir), 0);
 }
 
-/* Create count files in f->dir, each holding its number. */
+/* Create count files in f->dir, each containing its number. */
 static void create_group(struct folder_fixture *f, struct atomic_file **files,
                          size_t count)
 {
